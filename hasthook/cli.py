@@ -1,0 +1,118 @@
+"""`hasthook`: the admin's command. Thin: parse arguments, call the library.
+
+Each sub-command is a module in hasthook/commands/ with `add_arguments(parser)`
+and `run(args, app) -> int`, so a command is one file and one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__, sysexits
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "history": ("hasthook.commands.history", "show recorded events"),
+}
+
+
+class App:
+    """What every command needs, built lazily: config, log, store, hastctl."""
+
+    def __init__(self, config_path: str | None, echo: bool = True):
+        self.config_path = config_path
+        self.echo = echo
+        self._cfg = self._log = self._store = self._hastctl = None
+
+    @property
+    def cfg(self):
+        if self._cfg is None:
+            from .config import load
+
+            self._cfg = load(self.config_path)
+        return self._cfg
+
+    @property
+    def settings(self) -> dict:
+        return self.cfg.settings
+
+    @property
+    def log(self):
+        if self._log is None:
+            from .log import Log
+
+            self._log = Log.from_settings(self.settings)
+        return self._log
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.settings["state_dir"])
+        return self._store
+
+    @property
+    def hastctl(self):
+        if self._hastctl is None:
+            from .hast import Hastctl
+            from .units import parse_duration
+
+            self._hastctl = Hastctl(self.settings["hastctl"],
+                                    parse_duration(self.settings["hastctl_timeout"]))
+        return self._hastctl
+
+
+class CommandError(Exception):
+    """A one-line error for stderr, with the sysexits(3) code to leave with."""
+
+    def __init__(self, message: str, code: int = sysexits.EX_SOFTWARE):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="rules file (default: $HASTHOOK_CONFIG, "
+                             "else /usr/local/etc/hasthook/rules.yaml)")
+    p = argparse.ArgumentParser(
+        prog="hasthook", parents=[common],
+        description="Event handler, alerting and operator tools for FreeBSD HAST.")
+    p.add_argument("--version", action="version", version=f"hasthook {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (modname, helptext) in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        sp = sub.add_parser(name, parents=[common], help=helptext,
+                            description=(mod.__doc__ or helptext).strip().splitlines()[0])
+        mod.add_arguments(sp)
+        sp.set_defaults(_module=mod)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help(sys.stderr)
+        return sysexits.EX_USAGE
+    from .config import ConfigError
+
+    app = App(getattr(args, "config", None))
+    try:
+        code = args._module.run(args, app)
+    except ConfigError as e:
+        print(f"hasthook: {e}", file=sys.stderr)
+        code = sysexits.EX_CONFIG
+    except CommandError as e:
+        print(f"hasthook: {e}", file=sys.stderr)
+        code = e.code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = sysexits.EX_OK
+    if argv is None:
+        sys.exit(code)
+    return code

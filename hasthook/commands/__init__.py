@@ -1,0 +1,1 @@
+"""The `hasthook` sub-commands, one module each (see hasthook.cli.COMMANDS)."""

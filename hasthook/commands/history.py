@@ -1,0 +1,41 @@
+"""Show recorded events, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .. import sysexits
+from ..cli import CommandError
+from ..units import parse_duration
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.add_argument("--resource", metavar="R", help="only this resource")
+    p.add_argument("--event", metavar="E", help="only this event (e.g. split-brain)")
+    p.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 2h)")
+    p.add_argument("--limit", metavar="N", type=int, help="at most N events")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    since = None
+    if args.since:
+        try:
+            since = time.time() - parse_duration(args.since)
+        except ValueError as e:
+            raise CommandError(f"--since: {e}", sysexits.EX_USAGE) from None
+    if args.limit is not None and args.limit < 1:
+        raise CommandError("--limit: must be at least 1", sysexits.EX_USAGE)
+    rows = app.store.history(args.resource, args.event, since, args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return sysexits.EX_OK
+    for r in rows:
+        roles = f" {r['old_role']}->{r['new_role']}" if r["event"] == "role" else ""
+        state = " ".join(f"{k}={r[k]}" for k in ("role", "status", "dirty") if r[k] is not None)
+        extra = f" cause={r['cause']}" if r.get("cause") else ""
+        print(f"{r['time']} {r['host']} {r['severity']:<8} {r['event']:<11} "
+              f"{r['resource']}{roles}  {state}{extra}".rstrip())
+    return sysexits.EX_OK

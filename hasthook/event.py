@@ -1,0 +1,102 @@
+"""What hastd told us: the argv of one hook run, classified. Pure code."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+ROLES = ("init", "primary", "secondary")
+EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", "split-brain")
+SEVERITIES = ("info", "warning", "critical")
+
+SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "warning"}
+# An event that ends an earlier condition on the same resource.
+RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart")}
+
+_SUMMARY = {
+    "connect": "connected to the peer",
+    "disconnect": "lost the connection to the peer",
+    "syncstart": "synchronization started",
+    "syncdone": "synchronization complete",
+    "syncintr": "synchronization interrupted",
+    "split-brain": "SPLIT-BRAIN detected",
+}
+
+
+class UsageError(ValueError):
+    """The argv is not a call hastd makes; the hook exits 64 (EX_USAGE)."""
+
+
+@dataclass
+class Event:
+    event: str
+    resource: str
+    host: str
+    time: float
+    old_role: str | None = None
+    new_role: str | None = None
+    severity: str = "info"
+    known: bool = True
+    # Filled from `hastctl list` after classification; None when unknown.
+    role: str | None = None
+    status: str | None = None
+    dirty: int | None = None
+    provname: str | None = None
+    remoteaddr: str | None = None
+    replication: str | None = None
+    errors: dict[str, int] | None = None
+    cause: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def resolves(self) -> tuple[str, ...]:
+        return RESOLVES.get(self.event, ())
+
+    @property
+    def summary(self) -> str:
+        if self.event == "role":
+            what = f"role changed from {self.old_role} to {self.new_role}"
+        elif self.known:
+            what = _SUMMARY[self.event]
+        else:
+            what = f"unknown event {self.event!r} from hastd"
+        return f"[{self.resource}] {what} on {self.host}"
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["summary"] = self.summary
+        d["resolves"] = list(self.resolves)
+        return d
+
+
+def classify(argv: list[str], host: str, now: float | None = None) -> Event:
+    """Turn hastd's words (argv without argv[0]) into an Event.
+
+    A malformed call raises UsageError. An event word we do not know (a newer
+    hastd) is accepted with at least a resource, so it is recorded, not lost.
+    """
+    when = time.time() if now is None else now
+    if not argv:
+        raise UsageError("no event given")
+    word, args = argv[0], argv[1:]
+    if not word:
+        raise UsageError("empty event word")
+    if not args or not args[0]:
+        raise UsageError(f"{word}: no resource given")
+    resource = args[0]
+    if word == "role":
+        if len(args) != 3:
+            raise UsageError(f"role: expected RESOURCE OLDROLE NEWROLE, got {len(args)} words")
+        old, new = args[1], args[2]
+        for r in (old, new):
+            if r not in ROLES:
+                raise UsageError(f"role: {r!r} is not one of init, primary, secondary")
+        return Event("role", resource, host, when, old_role=old, new_role=new)
+    if word in EVENTS:
+        if len(args) != 1:
+            raise UsageError(f"{word}: expected RESOURCE, got {len(args)} words")
+        return Event(word, resource, host, when, severity=SEVERITY.get(word, "info"))
+    return Event(
+        word, resource, host, when, severity="warning", known=False,
+        extra={"args": args[1:]} if len(args) > 1 else {},
+    )

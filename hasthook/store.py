@@ -1,0 +1,189 @@
+"""The one place that speaks SQL: event history and the state that outlives a hook run.
+
+hastd forks one hook per event, so many processes write at once: WAL, a busy
+timeout, and short `BEGIN IMMEDIATE` transactions keep every one of them
+succeeding. The directory is 0700 and the database 0600: events name hosts and
+addresses, and later tables hold delivery state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .event import Event
+
+DB_NAME = "hasthook.db"
+BUSY_TIMEOUT_MS = 15000
+
+# Every statement is idempotent; bump SCHEMA_VERSION when adding one.
+SCHEMA_VERSION = 1
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        host TEXT NOT NULL,
+        event TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        old_role TEXT,
+        new_role TEXT,
+        severity TEXT NOT NULL,
+        known INTEGER NOT NULL DEFAULT 1,
+        role TEXT,
+        status TEXT,
+        dirty INTEGER,
+        provname TEXT,
+        remoteaddr TEXT,
+        replication TEXT,
+        errors TEXT,
+        cause TEXT,
+        extra TEXT,
+        rules TEXT,
+        outcome TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_time ON events(time)",
+    "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, event, time)",
+]
+
+EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "severity",
+                 "known", "role", "status", "dirty", "provname", "remoteaddr", "replication",
+                 "errors", "cause", "extra")
+
+
+class Store:
+    """A connection to the state database, created on first use."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, DB_NAME)
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        if not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            db.execute("PRAGMA journal_mode=WAL")
+            with _immediate(db):
+                if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    for stmt in SCHEMA:
+                        db.execute(stmt)
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so concurrent writers queue, not deadlock."""
+        with _immediate(self.db) as db:
+            yield db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- events ---------------------------------------------------------
+
+    def record(self, ev: Event, db: sqlite3.Connection | None = None) -> int:
+        """Insert the event and return its id; inside `transaction()` when db is given."""
+        row = (ev.time, ev.host, ev.event, ev.resource, ev.old_role, ev.new_role, ev.severity,
+               int(ev.known), ev.role, ev.status, ev.dirty, ev.provname, ev.remoteaddr,
+               ev.replication, _json(ev.errors), ev.cause, _json(ev.extra or None))
+        sql = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})")
+        if db is not None:
+            return db.execute(sql, row).lastrowid
+        with self.transaction() as tx:
+            return tx.execute(sql, row).lastrowid
+
+    def set_outcome(self, event_id: int, rules: list[str], outcome: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE events SET rules = ?, outcome = ? WHERE id = ?",
+                       (_json(rules), _json(outcome), event_id))
+
+    def history(self, resource: str | None = None, event: str | None = None,
+                since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first."""
+        where, args = [], []
+        if resource:
+            where.append("resource = ?")
+            args.append(resource)
+        if event:
+            where.append("event = ?")
+            args.append(event)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        sql = "SELECT * FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time DESC, id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [_event_row(r) for r in self.db.execute(sql, args)]
+
+    def last_event(self, resource: str, events: tuple[str, ...], before_id: int | None = None,
+                   host: str | None = None) -> dict[str, Any] | None:
+        """The newest event of one of these kinds on a resource (what a resolver ends)."""
+        sql = (f"SELECT * FROM events WHERE resource = ? AND event IN "
+               f"({', '.join('?' * len(events))})")
+        args: list[Any] = [resource, *events]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        if host is not None:
+            sql += " AND host = ?"
+            args.append(host)
+        r = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return _event_row(r) if r else None
+
+    def prune(self, older_than: float) -> int:
+        """Drop events older than the retention; returns how many went."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _event_row(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    for k in ("errors", "extra", "rules", "outcome"):
+        if d.get(k):
+            d[k] = json.loads(d[k])
+    d["known"] = bool(d["known"])
+    d["time"] = iso(d["time"])
+    return d
+
+
+def iso(t: float) -> str:
+    """ISO-8601 UTC with milliseconds: `2026-11-25T08:02:14.123Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"

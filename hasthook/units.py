@@ -1,0 +1,53 @@
+"""Durations and sizes as admins write them: `500ms`, `10m`, `1d`; `64M`, `1G`. Pure."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]?)(i?B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = "KMGTPE"
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from `2s`, `10m`, `1h`, `1d`, `500ms` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"negative duration: {value!r}")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 10m, 1h, 1d)")
+    return float(m.group(1)) * _DUR_UNITS[m.group(2)]
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from `1G`, `64M`, `512K`, `2GB`, `1GiB` (powers of 1024) or a bare number."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"negative size: {value!r}")
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512K, 64M, 1G)")
+    unit = m.group(2).upper()
+    power = _SIZE_UNITS.index(unit) + 1 if unit else 0
+    return int(float(m.group(1)) * 1024**power)
+
+
+def format_duration(seconds: float) -> str:
+    """`3725` -> `1h2m5s`: short, for messages such as "down for 1h2m5s"."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    return "".join(parts)

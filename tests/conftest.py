@@ -1,0 +1,86 @@
+"""Shared test fixtures: a real syslog socket, a config file, the installed commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIN = Path(sys.executable).parent
+
+
+def command(name: str) -> str:
+    """The installed console script, next to the interpreter running the tests."""
+    path = BIN / name
+    assert path.exists(), f"{name} is not installed next to {sys.executable}; pip install -e ."
+    return str(path)
+
+
+class SyslogSink:
+    """A real AF_UNIX datagram socket standing in for syslogd's."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hh-log-", dir="/tmp")
+        self.path = os.path.join(self.dir, "log")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.lines: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.lines.append(self.sock.recv(65536).decode())
+            except BlockingIOError:
+                return self.lines
+
+    def wait_for(self, text: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.drain():
+                if text in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no syslog line with {text!r}; got {self.lines}")
+
+    def close(self):
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def syslog():
+    sink = SyslogSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def write_config(tmp_path, syslog):
+    """write_config(data) -> path of a rules.yaml whose state and syslog live in this test."""
+
+    def write(data: dict | None = None, **settings) -> Path:
+        data = dict(data or {})
+        s = {"state_dir": str(tmp_path / "state"),
+             "syslog": {"socket": syslog.path, "tag": "hasthook", "facility": "daemon"},
+             "hostname": "host1", **(data.get("settings") or {}), **settings}
+        data["settings"] = s
+        path = tmp_path / "rules.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cmd(*argv: str, env: dict | None = None, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, input=input)

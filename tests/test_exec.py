@@ -1,0 +1,109 @@
+"""hasthook-exec as hastd runs it: a real process, argv only, nothing on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+
+import pytest
+from conftest import command, run_cmd
+
+
+def hook(cfg, *words, env=None):
+    return run_cmd(command("hasthook-exec"), *words,
+                   env={"HASTHOOK_CONFIG": str(cfg), **(env or {})})
+
+
+def history(cfg, *args):
+    r = run_cmd(command("hasthook"), "history", "--json", "-c", str(cfg), *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def fake_hastctl(tmp_path, body: str):
+    p = tmp_path / "hastctl"
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(0o755)
+    return str(p)
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["connect"], ["role", "shared1", "init"], ["role", "shared1", "boss", "primary"],
+    ["disconnect", "shared1", "extra"],
+])
+def test_malformed_call_exits_64_and_logs_raw_argv(write_config, syslog, argv):
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    r = hook(cfg, *argv)
+    assert r.returncode == 64
+    assert r.stdout == "" and r.stderr == ""
+    line = syslog.wait_for("malformed call")
+    assert json.dumps(argv) in line
+    assert history(cfg) == []
+
+
+def test_unknown_event_word_is_recorded(write_config, syslog):
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    r = hook(cfg, "resync-paused", "shared1")
+    assert r.returncode == 0
+    [row] = history(cfg)
+    assert (row["event"], row["resource"], row["severity"], row["known"]) == (
+        "resync-paused", "shared1", "warning", False)
+    syslog.wait_for("unknown event 'resync-paused'")
+
+
+def test_hastctl_missing_event_still_recorded(write_config, syslog):
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    assert hook(cfg, "split-brain", "shared1").returncode == 0
+    [row] = history(cfg)
+    assert (row["event"], row["severity"], row["role"], row["dirty"]) == (
+        "split-brain", "critical", None, None)
+    syslog.wait_for("local state unknown")
+    assert syslog.wait_for("SPLIT-BRAIN").startswith("<26>")  # daemon.crit
+
+
+def test_hastctl_hanging_is_cut_by_its_timeout(write_config, tmp_path):
+    cfg = write_config(hastctl=fake_hastctl(tmp_path, "exec sleep 60\n"),
+                       hastctl_timeout="1s", hook_timeout="10s")
+    t = time.monotonic()
+    assert hook(cfg, "disconnect", "shared1").returncode == 0
+    assert time.monotonic() - t < 10  # the time box, not a benchmark
+    [row] = history(cfg)
+    assert row["event"] == "disconnect" and row["role"] is None
+
+
+def test_hastctl_garbled_output(write_config, tmp_path, syslog):
+    cfg = write_config(hastctl=fake_hastctl(tmp_path, "echo 'Bus error (core dumped)'\n"))
+    assert hook(cfg, "connect", "shared1").returncode == 0
+    [row] = history(cfg)
+    assert row["event"] == "connect" and row["status"] is None
+    syslog.wait_for("unparseable output")
+
+
+def test_state_dir_and_database_modes(write_config, tmp_path):
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    assert hook(cfg, "connect", "shared1").returncode == 0
+    state = tmp_path / "state"
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state / "hasthook.db").st_mode) == 0o600
+    db = sqlite3.connect(state / "hasthook.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_unwritable_database_spools_then_recovers(write_config, tmp_path, syslog):
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    assert hook(cfg, "connect", "shared1").returncode == 0
+    db = tmp_path / "state" / "hasthook.db"
+    db.rename(tmp_path / "state" / "saved.db")
+    db.write_bytes(b"this is not a database" * 100)
+    assert hook(cfg, "split-brain", "shared1").returncode == 0
+    syslog.wait_for("spooled for later")
+    assert (tmp_path / "state" / "spool.jsonl").exists()
+    db.unlink()
+    (tmp_path / "state" / "saved.db").rename(db)
+    assert hook(cfg, "syncdone", "shared1").returncode == 0
+    events = [r["event"] for r in history(cfg)]
+    assert sorted(events) == ["connect", "split-brain", "syncdone"]
+    assert not (tmp_path / "state" / "spool.jsonl").exists()

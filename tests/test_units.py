@@ -1,0 +1,26 @@
+import pytest
+
+from hasthook.units import format_duration, parse_duration, parse_size
+
+
+@pytest.mark.parametrize("text,secs", [
+    ("500ms", 0.5), ("2s", 2), ("10m", 600), ("1h", 3600), ("1d", 86400), (30, 30), ("45", 45),
+])
+def test_durations(text, secs):
+    assert parse_duration(text) == secs
+
+
+@pytest.mark.parametrize("bad", ["", "10x", "-1s", "1 hour", True, -3])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("text,n", [("1G", 2**30), ("64M", 64 * 2**20), ("512K", 512 * 1024),
+                                    ("2GB", 2 * 2**30), ("1GiB", 2**30), (100, 100), ("7", 7)])
+def test_sizes(text, n):
+    assert parse_size(text) == n
+
+
+def test_format_duration():
+    assert (format_duration(5), format_duration(3725)) == ("5s", "1h2m5s")
