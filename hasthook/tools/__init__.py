@@ -1,0 +1,1 @@
+"""The article's operator tools, done right: library functions the commands call."""
