@@ -23,6 +23,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "syslog": {"facility": "daemon", "tag": "hasthook", "socket": None},
     "retention": "30d",
     "hook_timeout": "45s",
+    # `hasthook role` refuses to act unless this pid file names a live process.
+    "hastd_pidfile": "/var/run/hastd.pid",
+    "dev_dir": "/dev/hast",           # where /dev/hast/PROVNAME appears on a primary
+    "commands": {"pgrep": "/bin/pgrep"},  # FreeBSD's path; Debian has it there too
 }
 
 

@@ -1,0 +1,253 @@
+"""`hasthook role`: hastrole.sh fixed. A stub hastctl, real pgrep, real process titles."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from hasthook import sysexits
+from hasthook.hast import Metadata, Resource, Result
+from hasthook.tools.role import (
+    ere_escape,
+    hastd_pid,
+    secondary_pattern,
+    secondary_running,
+    set_role,
+    wait_for,
+)
+
+PGREP = shutil.which("pgrep") or "/bin/pgrep"
+
+
+class StubHastctl:
+    """Answers dump/list/role from a dict; `role primary` makes the device (after `delay`)."""
+
+    path = "hastctl"
+
+    def __init__(self, dev_dir, resources: dict[str, str], fail: set[str] = frozenset(),
+                 delay: float = 0.0, make_device: bool = True):
+        self.dev_dir = dev_dir
+        self.prov = resources            # name -> provname
+        self.roles = dict.fromkeys(resources, "secondary")
+        self.fail = fail
+        self.delay = delay
+        self.make_device = make_device
+        self.calls: list[tuple[str, ...]] = []
+
+    def dump(self, *names):
+        self.calls.append(("dump", *names))
+        return {n: Metadata(n) for n in self.prov}, Result(["dump"], 0)
+
+    def list(self, *names):
+        self.calls.append(("list", *names))
+        return ({n: Resource(n, role=self.roles[n], provname=p) for n, p in self.prov.items()},
+                Result(["list"], 0))
+
+    def role(self, role, *names):
+        self.calls.append(("role", role, *names))
+        (name,) = names
+        if name in self.fail:
+            return Result(["role"], 1, "", f"[{name}] Received error 1 from hastd.")
+        self.roles[name] = role
+        if role == "primary" and self.make_device:
+            dev = os.path.join(self.dev_dir, self.prov[name])
+            threading.Timer(self.delay, lambda: open(dev, "w").close()).start()
+        return Result(["role"], 0)
+
+    def role_calls(self):
+        return [c for c in self.calls if c[0] == "role"]
+
+
+class Log:
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level):
+        return lambda msg: self.lines.append((level, msg))
+
+    def text(self) -> str:
+        return "\n".join(m for _, m in self.lines)
+
+
+@pytest.fixture
+def node(tmp_path):
+    """A live 'hastd' (this test's own pid in the pid file), a device dir, settings."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    pidfile = tmp_path / "hastd.pid"
+    pidfile.write_text(f"{os.getpid()}")
+    settings = {"hastd_pidfile": str(pidfile), "dev_dir": str(dev),
+                "commands": {"pgrep": PGREP}}
+    return settings
+
+
+class Titled:
+    """A process titled like hastd's worker, as `exec -a` gives it."""
+
+    def __init__(self, title: str):
+        self.p = subprocess.Popen(["bash", "-c", 'exec -a "$0" sleep 30', title])
+        path = f"/proc/{self.p.pid}/cmdline"
+        assert wait_for(lambda: _cmdline(path).startswith(title), 5), "title never set"
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def _cmdline(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def titled():
+    made: list[Titled] = []
+
+    def make(title: str) -> Titled:
+        t = Titled(title)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.stop()
+
+
+# -- pieces ------------------------------------------------------------------
+
+def test_ere_escape_and_pattern():
+    assert ere_escape("a.b*c-d") == r"a\.b\*c-d"
+    assert secondary_pattern("r(1)") == r"^hastd: r\(1\) \(secondary\)"
+
+
+def test_hastd_pid(tmp_path):
+    p = tmp_path / "pid"
+    assert hastd_pid(str(p))[0] is None
+    p.write_text("garbage")
+    assert "no pid" in hastd_pid(str(p))[1]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    p.write_text(f"{dead.pid}\n")
+    pid, why = hastd_pid(str(p))
+    assert pid is None and "not running" in why
+    p.write_text(str(os.getpid()))
+    assert hastd_pid(str(p)) == (os.getpid(), "")
+
+
+def test_pgrep_sees_the_title_and_escapes_hostile_names(titled):
+    titled("hastd: aXb (secondary)")
+    assert secondary_running("aXb", PGREP)
+    # Unescaped, "a.b" would match "aXb"; and a name is anchored after "hastd: ".
+    assert not secondary_running("a.b", PGREP)
+    assert not secondary_running("Xb", PGREP)
+    assert not secondary_running("aXb (secondary)|.*", PGREP)
+
+
+# -- set_role ----------------------------------------------------------------
+
+def test_hastd_not_running_refuses_with_69(node, tmp_path):
+    node["hastd_pidfile"] = str(tmp_path / "nope.pid")
+    ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO(), Log()
+    assert set_role("secondary", [], ctl, node, log, 1, out=out) == sysexits.EX_UNAVAILABLE
+    assert out.getvalue().count("\n") == 1 and "hastd is not running" in out.getvalue()
+    assert ctl.role_calls() == []
+
+
+@pytest.mark.parametrize("role", ["init", "secondary"])
+def test_init_and_secondary_go_straight_to_every_resource(node, role):
+    ctl, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "p2"}), Log()
+    assert set_role(role, [], ctl, node, log, 1, out=io.StringIO()) == 0
+    assert ctl.role_calls() == [("role", role, "r1"), ("role", role, "r2")]
+    assert f"[r2] role set to {role}" in log.text()
+
+
+def test_primary_waits_for_the_secondary_worker_to_leave(node, titled):
+    ctl, log = StubHastctl(node["dev_dir"], {"r1": "r1"}, delay=0.3), Log()
+    worker = titled("hastd: r1 (secondary)")
+    threading.Timer(0.5, worker.stop).start()
+    t0 = time.monotonic()
+    assert set_role("primary", ["r1"], ctl, node, log, 10, out=io.StringIO()) == 0
+    assert time.monotonic() - t0 >= 0.5
+    assert worker.p.poll() is not None
+    assert ctl.role_calls() == [("role", "primary", "r1")]
+    assert os.path.exists(os.path.join(node["dev_dir"], "r1"))
+    assert "waiting up to 10s" in log.text()
+
+
+def test_primary_refuses_while_a_secondary_worker_stays(node, titled):
+    ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2"}), io.StringIO(), Log()
+    titled("hastd: r2 (secondary)")
+    assert set_role("primary", [], ctl, node, log, 0.4, out=out) == 1
+    assert out.getvalue() == ("FATAL: Secondary process for resource r2 is still running "
+                              "after 0.4 seconds.\n")
+    assert ctl.role_calls() == []
+    assert ("crit", "FATAL: Secondary process for resource r2 is still running after 0.4 "
+            "seconds. No role was changed.") in log.lines
+
+
+def test_primary_waits_for_the_provider_not_the_resource_name(node):
+    ctl = StubHastctl(node["dev_dir"], {"shared1": "disk0"}, delay=0.3)
+    assert set_role("primary", ["shared1"], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert os.path.exists(os.path.join(node["dev_dir"], "disk0"))
+
+
+def test_primary_fails_when_the_provider_never_appears(node):
+    ctl, out = StubHastctl(node["dev_dir"], {"shared1": "disk0"}, make_device=False), io.StringIO()
+    # A device named after the resource does not count.
+    open(os.path.join(node["dev_dir"], "shared1"), "w").close()
+    assert set_role("primary", ["shared1"], ctl, node, Log(), 0.3, out=out) == 1
+    dev = os.path.join(node["dev_dir"], "disk0")
+    assert out.getvalue() == f"GEOM provider {dev} did not appear.\n"
+    assert ctl.role_calls() == [("role", "primary", "shared1")]
+
+
+def test_primary_changes_exactly_the_named_resources(node):
+    ctl = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2", "r3": "r3"})
+    assert set_role("primary", ["r3", "r1", "r3"], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert ctl.role_calls() == [("role", "primary", "r3"), ("role", "primary", "r1")]
+
+
+def test_unknown_resource_changes_nothing(node):
+    ctl, out = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO()
+    code = set_role("secondary", ["r1", "-c/tmp/evil"], ctl, node, Log(), 1, out=out)
+    assert code == sysexits.EX_DATAERR
+    assert out.getvalue() == "hasthook: hastd does not know resource -c/tmp/evil\n"
+    assert ctl.role_calls() == []
+    # The names never went on hastctl's argv where they could pass for options.
+    assert ("list",) in ctl.calls
+
+
+def test_a_failed_role_change_names_the_resource_and_goes_on(node):
+    ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2"}, fail={"r1"}), \
+        io.StringIO(), Log()
+    assert set_role("secondary", [], ctl, node, log, 1, out=out) == sysexits.EX_SOFTWARE
+    assert out.getvalue() == ("hasthook: [r1] unable to change role to secondary: "
+                              "exit status 1: [r1] Received error 1 from hastd.\n")
+    assert ctl.role_calls() == [("role", "secondary", "r1"), ("role", "secondary", "r2")]
+    assert ("error", "[r1] unable to change role to secondary: exit status 1: "
+            "[r1] Received error 1 from hastd.") in log.lines
+
+
+def test_dry_run_changes_nothing(node, titled):
+    ctl, out = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO()
+    titled("hastd: r1 (secondary)")
+    assert set_role("primary", [], ctl, node, Log(), 60, True, out=out) == 0
+    assert ctl.role_calls() == []
+    assert "would wait up to 60s for 'hastd: r1 (secondary)'" in out.getvalue()
+    assert "would run hastctl role primary r1" in out.getvalue()
+
+
+def test_bad_arguments(node):
+    ctl = StubHastctl(node["dev_dir"], {"r1": "r1"})
+    assert set_role("master", [], ctl, node, Log(), 1, out=io.StringIO()) == sysexits.EX_USAGE
+    assert set_role("init", [], ctl, node, Log(), -1, out=io.StringIO()) == sysexits.EX_USAGE
+    assert ctl.calls == []
