@@ -15,6 +15,7 @@ from . import __version__, sysexits
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("hasthook.commands.history", "show recorded events"),
+    "status": ("hasthook.commands.status", "every resource at a glance; exit 1 when unwell"),
     "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
 }

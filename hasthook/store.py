@@ -153,6 +153,40 @@ class Store:
         r = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return _event_row(r) if r else None
 
+    def unresolved_alerts(self, resolvers: dict[str, tuple[str, ...]],
+                          resource: str | None = None) -> list[dict[str, Any]]:
+        """Warning/critical events no later resolver has ended, one row per host, resource, kind.
+
+        `resolvers` maps an alert event to the events that end it (event.RESOLVES,
+        inverted); with none, every one in the history counts. Each row: host,
+        resource, event, severity, count, first and last (ISO times) and last_id.
+        A split-brain storm is one row, not fifty.
+        """
+        out: list[dict[str, Any]] = []
+        for kind, ends in resolvers.items():
+            sql = (
+                "SELECT host, resource, event, CASE WHEN SUM(severity = 'critical') > 0 "
+                "THEN 'critical' ELSE 'warning' END AS severity, COUNT(*) AS count, "
+                "MIN(time) AS first, MAX(time) AS last, MAX(id) AS last_id FROM events e "
+                "WHERE e.event = ? AND e.severity IN ('warning', 'critical')")
+            args: list[Any] = [kind, *ends]
+            if ends:
+                sql += (" AND e.id > COALESCE((SELECT MAX(r.id) FROM events r WHERE "
+                        "r.resource = e.resource AND r.host = e.host AND r.event IN "
+                        f"({', '.join('?' * len(ends))})), 0)")
+            if resource is not None:
+                sql += " AND e.resource = ?"
+                args.append(resource)
+            for r in self.db.execute(sql + " GROUP BY host, resource, event", args):
+                d = dict(r)
+                d["first"], d["last"] = iso(d["first"]), iso(d["last"])
+                out.append(d)
+        return sorted(out, key=lambda d: d["last_id"], reverse=True)
+
+    def active_silences(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Silences in force at `now`. Empty until the silences table lands (issue 6, part 4)."""
+        return []
+
     def prune(self, older_than: float) -> int:
         """Drop events older than the retention; returns how many went."""
         with self.transaction() as db:

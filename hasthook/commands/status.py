@@ -1,0 +1,30 @@
+"""Every resource at a glance: role, status, dirty, peer, last event, alerts, silences.
+
+Exit status 0 when all is well, 1 when a resource is degraded or split-brained,
+69 (EX_UNAVAILABLE) when hastd cannot be asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..cli import CommandError
+from ..tools import status as tool
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    try:
+        report = tool.gather(app.hastctl, app.store, app.settings)
+    except tool.StatusError as e:
+        raise CommandError(str(e), e.code) from None
+    if args.json:
+        print(json.dumps(tool.to_json(report), indent=2))
+    else:
+        sys.stdout.write(tool.render(report))
+    return report.code

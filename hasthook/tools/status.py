@@ -1,0 +1,169 @@
+"""`hasthook status`: every resource at a glance, and an exit status a monitor can use.
+
+The live state comes from `hastctl list` (the one place hastd tells it), the
+story from the history: the last event per resource and the alerts no later
+event has resolved. Exit 1 when a resource is degraded or split-brained.
+
+Split-brained means an unresolved split-brain in the history while the
+resource is not connected now: a split-brain refuses the connection, so a
+resource that reads `complete` has got past it even where no resolving event
+reached this node's history.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import sysexits
+from ..event import RESOLVES, SEVERITY
+from ..hast import Hastctl, humanize
+from ..units import format_duration
+from .role import hastd_pid
+
+
+class StatusError(Exception):
+    """No status to show (hastd unreachable); carries the sysexits code."""
+
+    def __init__(self, message: str, code: int = sysexits.EX_UNAVAILABLE):
+        super().__init__(message)
+        self.code = code
+
+
+def alert_resolvers() -> dict[str, tuple[str, ...]]:
+    """Each warning/critical event kind -> the events that end it (event.RESOLVES turned
+    around); a kind nothing resolves maps to () and only the live state can clear it."""
+    return {kind: tuple(r for r, ends in RESOLVES.items() if kind in ends)
+            for kind in SEVERITY}
+
+
+@dataclass
+class ResourceStatus:
+    name: str
+    role: str | None = None
+    status: str | None = None
+    dirty: int | None = None
+    dirty_human: str | None = None
+    remoteaddr: str | None = None
+    replication: str | None = None
+    provname: str | None = None
+    error: int | None = None
+    last_event: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    resources: list[ResourceStatus]
+    alerts: list[dict[str, Any]]
+    silences: list[dict[str, Any]]
+    hastd_pid: int | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for r in self.resources for p in r.problems]
+
+    @property
+    def code(self) -> int:
+        return 1 if self.problems else 0
+
+
+def gather(hastctl: Hastctl, store, settings: dict[str, Any],
+           now: float | None = None) -> Report:
+    """Ask hastd and the history; raise StatusError when hastd cannot be asked."""
+    now = time.time() if now is None else now
+    listed, r = hastctl.list()
+    pid, why_not = hastd_pid(settings.get("hastd_pidfile") or "/var/run/hastd.pid")
+    if not listed and not r.ok:
+        text = (r.stderr.strip() or r.stdout.strip())
+        detail = text.splitlines()[-1] if text else (
+            "could not run" if r.rc is None else f"exit status {r.rc}")
+        hint = f"; hastd is not running ({why_not})" if pid is None else ""
+        raise StatusError(f"cannot read resource state from hastd: {detail}{hint}")
+    alerts = store.unresolved_alerts(alert_resolvers())
+    silences = store.active_silences(now)
+    resources = []
+    for name, res in listed.items():
+        st = ResourceStatus(
+            name, res.role, res.status, res.dirty,
+            humanize(res.dirty) if res.dirty is not None else None,
+            res.remoteaddr, res.replication, res.provname, res.error)
+        last = store.history(resource=name, limit=1)
+        if last:
+            e = last[0]
+            st.last_event = {k: e.get(k) for k in (
+                "id", "time", "event", "severity", "old_role", "new_role", "host")}
+        if res.error is not None:
+            st.problems.append(f"{name}: hastd reports error {res.error}")
+        if res.status == "degraded":
+            st.problems.append(f"{name} is degraded (not connected to its peer)")
+        split = [a for a in alerts if a["resource"] == name and a["event"] == "split-brain"]
+        if split and res.status != "complete":
+            a = split[0]
+            st.problems.append(f"{name} is split-brained ({a['count']} split-brain "
+                               f"events since {a['first']}, none resolved)")
+        resources.append(st)
+    return Report(resources, alerts, silences, pid)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.code == 0,
+        "hastd_pid": report.hastd_pid,
+        "problems": report.problems,
+        "resources": [asdict(r) for r in report.resources],
+        "alerts": report.alerts,
+        "silences": report.silences,
+    }
+
+
+def _ago(iso_time: str | None, now: float) -> str:
+    if not iso_time:
+        return ""
+    t = calendar.timegm(time.strptime(iso_time[:19], "%Y-%m-%dT%H:%M:%S"))
+    return f"{format_duration(max(0.0, now - t))} ago"
+
+
+def render(report: Report, now: float | None = None) -> str:
+    """A table a person reads in one glance, then alerts, silences and problems."""
+    now = time.time() if now is None else now
+    head = ("RESOURCE", "ROLE", "STATUS", "DIRTY", "REMOTE", "REPLICATION", "LAST EVENT")
+    rows = []
+    for r in report.resources:
+        last = "-"
+        if r.last_event:
+            e = r.last_event
+            what = e["event"]
+            if what == "role" and e.get("new_role"):
+                what = f"role {e['old_role']}->{e['new_role']}"
+            last = f"{what} {e['time']} ({_ago(e['time'], now)})"
+        rows.append((r.name, r.role or "-", r.status or "-",
+                     r.dirty_human or "-", r.remoteaddr or "-", r.replication or "-", last))
+    lines = []
+    if not rows:
+        lines.append("no HAST resources")
+    else:
+        widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head) - 1)]
+        for row in [head, *rows]:
+            cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
+            lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines.append("")
+    if report.alerts:
+        lines.append("Unresolved alerts:")
+        for a in report.alerts:
+            times = a["first"] if a["count"] == 1 else f"{a['count']}x, {a['first']} .. {a['last']}"
+            lines.append(f"  {a['severity']:<8}  {a['resource']}  {a['event']}  ({times})")
+    else:
+        lines.append("Unresolved alerts: none")
+    if report.silences:
+        lines.append("Active silences:")
+        for s in report.silences:
+            what = " ".join(f"{k}={v}" for k, v in s.items() if v is not None)
+            lines.append(f"  {what}")
+    else:
+        lines.append("Active silences: none")
+    for p in report.problems:
+        lines.append(f"PROBLEM: {p}")
+    return "\n".join(lines) + "\n"

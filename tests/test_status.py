@@ -1,0 +1,120 @@
+"""`hasthook status`: live state from hastctl, the story from the history."""
+
+from __future__ import annotations
+
+import pytest
+
+from hasthook import sysexits
+from hasthook.event import Event, classify
+from hasthook.hast import Resource, Result
+from hasthook.store import Store
+from hasthook.tools.status import StatusError, alert_resolvers, gather, render, to_json
+
+T0 = 1_800_000_000.0
+
+
+class StubHastctl:
+    path = "hastctl"
+
+    def __init__(self, resources: list[Resource], rc: int | None = 0, stderr: str = ""):
+        self.resources = resources
+        self.rc = rc
+        self.stderr = stderr
+
+    def list(self, *names):
+        return {r.name: r for r in self.resources}, Result(["list"], self.rc, "", self.stderr)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "state"))
+    yield s
+    s.close()
+
+
+def record(store: Store, words: str, t: float, host: str = "host1") -> None:
+    store.record(classify(words.split(), host, now=t))
+
+
+def test_resolvers_are_event_resolves_turned_around():
+    r = alert_resolvers()
+    assert r["disconnect"] == ("connect",)
+    assert "syncdone" in r["syncintr"]
+
+
+def test_unresolved_alerts_fold_storms_and_end_at_a_resolver(store):
+    for i in range(5):
+        record(store, "split-brain r1", T0 + i)
+    record(store, "disconnect r2", T0 + 10)
+    record(store, "connect r2", T0 + 11)
+    record(store, "disconnect r2", T0 + 12)
+    record(store, "syncstart r1", T0 + 13)   # info: never an alert
+    rows = store.unresolved_alerts(alert_resolvers())
+    assert [(r["resource"], r["event"], r["severity"], r["count"]) for r in rows] == [
+        ("r2", "disconnect", "warning", 1), ("r1", "split-brain", "critical", 5)]
+    assert rows[1]["first"].startswith("2027-01-15T08:00:00")
+    assert store.unresolved_alerts(alert_resolvers(), resource="r2")[0]["count"] == 1
+    assert store.active_silences(T0) == []
+
+
+def test_healthy_cluster_exits_0(store):
+    record(store, "syncdone shared1", T0)
+    ctl = StubHastctl([Resource("shared1", role="primary", status="complete", dirty=0,
+                                remoteaddr="192.168.0.102", replication="memsync")])
+    rep = gather(ctl, store, {"hastd_pidfile": "/nonexistent"}, now=T0 + 300)
+    assert rep.code == 0 and rep.problems == []
+    text = render(rep, now=T0 + 300)
+    assert text.splitlines()[0].split() == [
+        "RESOURCE", "ROLE", "STATUS", "DIRTY", "REMOTE", "REPLICATION", "LAST", "EVENT"]
+    assert text.splitlines()[1].split() == [
+        "shared1", "primary", "complete", "0B", "192.168.0.102", "memsync", "syncdone",
+        "2027-01-15T08:00:00.000Z", "(5m", "ago)"]
+    assert "Unresolved alerts: none" in text and "Active silences: none" in text
+
+
+def test_degraded_and_split_brain_exit_1(store):
+    for i in range(3):
+        record(store, "split-brain r2", T0 + i)
+    record(store, "split-brain r3", T0)
+    ctl = StubHastctl([
+        Resource("r1", role="primary", status="degraded", dirty=2097152),
+        Resource("r2", role="secondary"),
+        # r3 had a split-brain but is connected now: a split-brain would refuse that.
+        Resource("r3", role="secondary", status="complete", dirty=0),
+    ])
+    rep = gather(ctl, store, {}, now=T0 + 60)
+    assert rep.code == 1
+    assert rep.problems == [
+        "r1 is degraded (not connected to its peer)",
+        "r2 is split-brained (3 split-brain events since 2027-01-15T08:00:00.000Z, "
+        "none resolved)"]
+    text = render(rep, now=T0 + 60)
+    assert "  critical  r2  split-brain  (3x, 2027-01-15T08:00:00.000Z .. " in text
+    assert "PROBLEM: r1 is degraded (not connected to its peer)" in text
+    j = to_json(rep)
+    assert j["ok"] is False and j["resources"][0]["dirty_human"] == "2.0MB"
+    assert j["resources"][1]["last_event"]["event"] == "split-brain"
+    assert len(j["alerts"]) == 2 and j["silences"] == []
+
+
+def test_hastd_unreachable_is_ex_unavailable(store, tmp_path):
+    ctl = StubHastctl([], rc=71, stderr="Unable to connect to hastd via uds:///var/run/hastctl: "
+                                        "No such file or directory.")
+    with pytest.raises(StatusError) as e:
+        gather(ctl, store, {"hastd_pidfile": str(tmp_path / "hastd.pid")})
+    assert e.value.code == sysexits.EX_UNAVAILABLE
+    assert str(e.value) == ("cannot read resource state from hastd: Unable to connect to hastd "
+                            "via uds:///var/run/hastctl: No such file or directory.; hastd is "
+                            f"not running (no pid file {tmp_path}/hastd.pid)")
+
+
+def test_no_resources_is_not_an_error(store):
+    rep = gather(StubHastctl([]), store, {})
+    assert rep.code == 0 and render(rep).startswith("no HAST resources\n")
+
+
+def test_role_event_shows_the_change(store):
+    store.record(Event("role", "r1", "host1", T0, old_role="secondary", new_role="primary"))
+    rep = gather(StubHastctl([Resource("r1", role="primary", status="complete", dirty=0)]),
+                 store, {}, now=T0 + 7200)
+    assert "role secondary->primary 2027-01-15T08:00:00.000Z (2h ago)" in render(rep, T0 + 7200)
