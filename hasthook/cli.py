@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("hasthook.commands.status", "every resource at a glance; exit 1 when unwell"),
     "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
+    "failover": ("hasthook.commands.failover", "promote or demote this node"),
 }
 
 

@@ -26,7 +26,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # `hasthook role` refuses to act unless this pid file names a live process.
     "hastd_pidfile": "/var/run/hastd.pid",
     "dev_dir": "/dev/hast",           # where /dev/hast/PROVNAME appears on a primary
-    "commands": {"pgrep": "/bin/pgrep"},  # FreeBSD's path; Debian has it there too
+    # Programs `hasthook failover` runs; tests point them at recording stand-ins.
+    "commands": {"fsck": "/sbin/fsck", "mount": "/sbin/mount", "umount": "/sbin/umount",
+                 "zpool": "/sbin/zpool", "service": "/usr/sbin/service",
+                 "pgrep": "/bin/pgrep"},  # FreeBSD's path; Debian has it there too
+    "failover_step_timeout": "10m",
 }
 
 

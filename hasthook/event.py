@@ -56,8 +56,11 @@ class Event:
     def summary(self) -> str:
         if self.event == "role":
             what = f"role changed from {self.old_role} to {self.new_role}"
-        elif self.known:
+        elif self.known and self.event in _SUMMARY:
             what = _SUMMARY[self.event]
+        elif self.extra.get("what"):
+            # Events hasthook makes itself (a failover step) say what they are.
+            what = str(self.extra["what"])
         else:
             what = f"unknown event {self.event!r} from hastd"
         return f"[{self.resource}] {what} on {self.host}"

@@ -35,10 +35,8 @@ def _on_alarm(signum, frame):  # noqa: ARG001
 def enrich(ev: Event, settings: dict) -> str | None:
     """Add the local resource's state from `hastctl list`; returns why it is unknown."""
     from .hast import Hastctl
-    from .units import parse_duration
 
-    ctl = Hastctl(settings["hastctl"], parse_duration(settings["hastctl_timeout"]))
-    resources, result = ctl.list(ev.resource)
+    resources, result = Hastctl.from_settings(settings).list(ev.resource)
     res = resources.get(ev.resource)
     if res is None or res.error is not None:
         why = result.stderr.strip() or f"exit status {result.rc}"
@@ -95,19 +93,17 @@ def take_spool(store, state_dir: str) -> int:
 
 def run(argv: list[str], config_path: str | None = None) -> int:
     """Handle one event; returns the exit status. Raises nothing but TimeBox."""
-    from . import config as cfgmod
+    from .config import load_for_hook
     from .log import Log
 
-    try:
-        cfg = cfgmod.load(config_path)
-        config_error = None
-    except cfgmod.ConfigError as e:
-        cfg, config_error = cfgmod.from_data({}), str(e)
+    cfg, config_error = load_for_hook(config_path)
     settings = cfg.settings
     global _log
     log = _log = Log.from_settings(settings)
     if config_error:
-        log.error(f"config: {config_error}; using the built-in defaults")
+        log.crit(f"config: {config_error}; " + (
+            "running on the last good copy" if cfg.origin == "last-good"
+            else "no good copy yet: running on the built-in defaults"))
     try:
         ev = classify(argv, cfg.hostname)
     except UsageError as e:
@@ -133,14 +129,95 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     store = Store(settings["state_dir"])
     try:
         take_spool(store, settings["state_dir"])
-        store.record(ev)
+        with store.transaction() as db:
+            event_id = store.record(ev, db)
+            jobs, matched, held = evaluate(ev, event_id, cfg, store, db, log, config_error)
     except Exception as e:  # the database is gone, locked past the timeout, or corrupt
         saved = spool(ev, settings["state_dir"])
         log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: {e}; "
                  + ("spooled for later" if saved else "EVENT NOT SAVED"))
         return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
+    outcomes = [job.run() for job in jobs]
+    if matched or held or outcomes:
+        try:
+            store.set_outcome(event_id, matched, {"actions": outcomes, "suppressed": held})
+        except Exception as e:  # noqa: BLE001 - the event and the actions are done already
+            log.error(f"[{ev.resource}] cannot record the outcome of event {event_id}: {e}")
     store.close()
     return sysexits.EX_OK
+
+
+CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
+
+
+def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | None = None):
+    """Inside the event's transaction: match the rules, apply throttle and
+    repeat state, and let each action prepare. Returns (jobs to run after the
+    commit, names of the rules that matched, what was suppressed and by which rule).
+
+    A bug here costs the rules, never the event: it is logged and the event
+    is committed without actions.
+    """
+    from . import actions, rules
+    from .hast import Hastctl
+
+    after: list[actions.Job] = []
+
+    def ctx(m: rules.Match | None = None, suppressed: int = 0) -> actions.Context:
+        return actions.Context(
+            ev, event_id, m.name if m else None, cfg, store, log,
+            lambda: Hastctl.from_settings(cfg.settings), ev.time,
+            rule_config=m.rule if m else {}, suppressed=suppressed, after=after)
+
+    jobs: list[actions.Job] = []
+    matched: list[str] = []
+    held: list[dict] = []
+    db.execute("SAVEPOINT rules")
+    try:
+        _config_alert(ev, cfg, store, db, ctx(), config_error)
+        store.resolve(db, ev)
+        for m in rules.match(ev, cfg.rules):
+            matched.append(m.name)
+            suppressed = 0
+            if m.stateful:
+                key = rules.key_of(m.rule, ev)
+                d = rules.decide(m.rule, store.rule_state(db, m.name, key), ev.time)
+                store.save_rule_state(db, m.name, key, d.state, ev)
+                if not d.fire:
+                    held.append({"rule": m.name, "by": d.reason, "count": d.state.suppressed})
+                    log.info(f"[{ev.resource}] {ev.event} suppressed by rule {m.name!r} "
+                             f"({d.reason}; {d.state.suppressed} since it last acted)")
+                    continue
+                suppressed = d.suppressed
+            for name, params in m.actions:
+                jobs.append(actions.prepare(name, params, ctx(m, suppressed), db))
+    except Exception as e:  # noqa: BLE001
+        db.execute("ROLLBACK TO rules")
+        log.crit(f"[{ev.resource}] rules failed on {ev.event}: {type(e).__name__}: {e}; "
+                 "event recorded, no action taken")
+        jobs, after[:], held = [], [], []
+    db.execute("RELEASE rules")
+    return after + jobs, matched, held
+
+
+def _config_alert(ev: Event, cfg, store, db, ctx, config_error: str | None) -> None:
+    """A broken config is alerted through the config in use, at most hourly per error."""
+    from . import actions, rules
+
+    if not config_error:
+        if cfg.origin == "file":  # just validated after a change: a new breakage alerts at once
+            store.resolve_rule(db, CONFIG_ERROR_RULE["name"])
+        return
+    key = config_error.split(" (and ")[0]
+    d = rules.decide(CONFIG_ERROR_RULE, store.rule_state(db, CONFIG_ERROR_RULE["name"], key),
+                     ev.time)
+    store.save_rule_state(db, CONFIG_ERROR_RULE["name"], key, d.state, ev)
+    if d.fire:
+        using = ("the last good copy" if cfg.origin == "last-good"
+                 else "the built-in defaults (no good copy yet)")
+        actions.alert(ctx, db, f"hasthook on {ev.host}: config error in {cfg.path}",
+                      f"{config_error}\nhasthook-exec runs on {using}; every event is still "
+                      f"recorded. Fix the file and run `hasthook check`.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,6 +237,12 @@ class Hastctl:
         self.timeout = timeout
         self.config = config
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> Hastctl:
+        from .units import parse_duration
+
+        return cls(settings["hastctl"], parse_duration(settings["hastctl_timeout"]))
+
     def run(self, *args: str, timeout: float | None = None) -> Result:
         argv = [self.path, args[0]]
         if self.config:

@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from .event import Event
+from .rules import RuleState
 
 DB_NAME = "hasthook.db"
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -48,6 +49,21 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS events_time ON events(time)",
     "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, event, time)",
+    # What each rule remembers per key for throttle and repeat_interval (rules.decide);
+    # event/resource/host are the last event's, so a resolving event can find the row.
+    """CREATE TABLE IF NOT EXISTS rule_state (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        event TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        host TEXT NOT NULL,
+        window_start REAL,
+        count INTEGER NOT NULL DEFAULT 0,
+        last_fired REAL,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rule, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS rule_state_resource ON rule_state(resource, host, event)",
 ]
 
 EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "severity",
@@ -111,10 +127,44 @@ class Store:
         with self.transaction() as tx:
             return tx.execute(sql, row).lastrowid
 
-    def set_outcome(self, event_id: int, rules: list[str], outcome: dict[str, Any]) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE events SET rules = ?, outcome = ? WHERE id = ?",
-                       (_json(rules), _json(outcome), event_id))
+    def set_outcome(self, event_id: int, rules: list[str], outcome: dict[str, Any],
+                    db: sqlite3.Connection | None = None) -> None:
+        """The rules an event matched and what came of them; in `transaction()` when db is given."""
+        args = (_json(rules), _json(outcome), event_id)
+        sql = "UPDATE events SET rules = ?, outcome = ? WHERE id = ?"
+        if db is not None:
+            db.execute(sql, args)
+            return
+        with self.transaction() as tx:
+            tx.execute(sql, args)
+
+    # -- rule state (throttle, repeat_interval) ---------------------------
+
+    def rule_state(self, db: sqlite3.Connection, rule: str, key: str) -> RuleState | None:
+        r = db.execute("SELECT window_start, count, last_fired, suppressed FROM rule_state "
+                       "WHERE rule = ? AND key = ?", (rule, key)).fetchone()
+        return RuleState(*r) if r else None
+
+    def save_rule_state(self, db: sqlite3.Connection, rule: str, key: str, state: RuleState,
+                        ev: Event) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO rule_state (rule, key, event, resource, host, window_start, "
+            "count, last_fired, suppressed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rule, key, ev.event, ev.resource, ev.host, state.window_start, state.count,
+             state.last_fired, state.suppressed))
+
+    def resolve_rule(self, db: sqlite3.Connection, rule: str) -> None:
+        """Forget what one rule remembers (throttle and repeat), for every key."""
+        db.execute("DELETE FROM rule_state WHERE rule = ?", (rule,))
+
+    def resolve(self, db: sqlite3.Connection, ev: Event) -> int:
+        """End repeat reminders for what this event resolves; throttle windows stay."""
+        if not ev.resolves:
+            return 0
+        return db.execute(
+            f"UPDATE rule_state SET last_fired = NULL WHERE resource = ? AND host = ? "
+            f"AND event IN ({', '.join('?' * len(ev.resolves))}) AND last_fired IS NOT NULL",
+            (ev.resource, ev.host, *ev.resolves)).rowcount
 
     def history(self, resource: str | None = None, event: str | None = None,
                 since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ def test_role_event_carries_both_roles():
 
 def test_what_resolves_what():
     assert classify(["connect", "r"], "h").resolves == ("disconnect",)
-    assert classify(["syncdone", "r"], "h").resolves == ("syncintr", "syncstart")
+    assert classify(["syncdone", "r"], "h").resolves == ("syncintr", "syncstart", "split-brain")
     assert classify(["disconnect", "r"], "h").resolves == ()
 
 

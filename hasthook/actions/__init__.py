@@ -1,0 +1,144 @@
+"""Actions a rule can take, one module each, all with the same two functions.
+
+    prepare(params, ctx, db) -> None   inside the event's SQLite transaction:
+                                       durable intent (outbox rows, locks), no I/O
+    execute(params, ctx) -> dict       after commit: the work itself; returns an
+                                       outcome {"action", "ok", "detail", ...}
+
+The dispatcher below picks the module by name (imported only when a rule
+uses it), never lets an action's exception escape into the hook, and turns a
+module that is missing from this installation into a logged, recorded failure.
+With ctx.dry_run, execute must describe what it would do and change nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from ..event import Event
+
+NAMES = ("notify", "recover", "command")
+
+
+@dataclass
+class Context:
+    """What an action knows about the event it acts on."""
+
+    event: Event
+    event_id: int | None
+    rule: str | None
+    config: Any                        # hasthook.config.Config
+    store: Any | None                  # hasthook.store.Store; None in a dry run
+    log: Any                           # hasthook.log.Log
+    hastctl: Callable[[], Any]         # -> hasthook.hast.Hastctl
+    now: float
+    dry_run: bool = False
+    rule_config: dict[str, Any] = field(default_factory=dict)  # group_wait, send_resolved
+    suppressed: int = 0                # events this rule held back since it last acted
+    # Jobs an action's prepare adds (e.g. an alert), run after the commit like its own.
+    after: list[Job] = field(default_factory=list)
+
+    def values(self) -> dict[str, str]:
+        """The template placeholders for this event and rule."""
+        from ..render import fields
+
+        return fields(self.event, self.rule, self.suppressed)
+
+
+def get(name: str) -> ModuleType | None:
+    """The action module, or None when this installation does not have it."""
+    if name not in NAMES:
+        return None
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        return None
+
+
+def outcome(name: str, ok: bool, detail: str, **more: Any) -> dict[str, Any]:
+    return {"action": name, "ok": ok, "detail": detail, **more}
+
+
+def _missing(name: str, ctx: Context) -> dict[str, Any]:
+    msg = f"action {name!r} is not available in this installation"
+    ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {msg}")
+    return outcome(name, False, msg)
+
+
+@dataclass
+class Job:
+    """A prepared action waiting for the commit; `failed` set means execute is skipped."""
+
+    name: str
+    params: Any
+    ctx: Context
+    failed: dict[str, Any] | None = None
+
+    def run(self) -> dict[str, Any]:
+        result = self.failed or execute(self.name, self.params, self.ctx)
+        return {"rule": self.ctx.rule, **result}
+
+
+def prepare(name: str, params: Any, ctx: Context, db: sqlite3.Connection) -> Job:
+    """Run an action's prepare in a savepoint (a failure undoes only its own writes)."""
+    mod = get(name)
+    if mod is None:
+        return Job(name, params, ctx, _missing(name, ctx))
+    db.execute("SAVEPOINT action")
+    try:
+        mod.prepare(params, ctx, db)
+    except Exception as e:  # noqa: BLE001 - one action must not cost the event its record
+        db.execute("ROLLBACK TO action")
+        db.execute("RELEASE action")
+        ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {name} failed to "
+                      f"prepare: {type(e).__name__}: {e}")
+        return Job(name, params, ctx, outcome(name, False,
+                                              f"prepare failed: {type(e).__name__}: {e}"))
+    db.execute("RELEASE action")
+    return Job(name, params, ctx)
+
+
+def execute(name: str, params: Any, ctx: Context) -> dict[str, Any]:
+    """Run an action's execute; always returns an outcome, never raises."""
+    mod = get(name)
+    if mod is None:
+        return _missing(name, ctx)
+    try:
+        result = dict(mod.execute(params, ctx))
+    except Exception as e:  # noqa: BLE001
+        ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {name} failed: "
+                      f"{type(e).__name__}: {e}")
+        return outcome(name, False, f"{type(e).__name__}: {e}")
+    result.setdefault("action", name)
+    result.setdefault("ok", False)
+    result.setdefault("detail", "")
+    return result
+
+
+def alert(ctx: Context, db: sqlite3.Connection, title: str, body: str) -> Job | None:
+    """hasthook's own alert (config broken, command refused, ...) to the alert channels.
+
+    It goes through the notify action like any message: queued in this
+    transaction and added to ctx.after, to be sent after the commit. None when
+    the config has no channel to tell, or this run already raised the same alert.
+    """
+    channels = ctx.config.alert_channels
+    if not channels or any(j.params.get("title") == title for j in ctx.after
+                           if j.name == "notify" and isinstance(j.params, dict)):
+        return None
+    job = prepare("notify", {"channels": channels, "title": title, "body": body,
+                             "internal": True}, ctx, db)
+    ctx.after.append(job)
+    return job
+
+
+def no_hastctl() -> Any:
+    """The hastctl factory of a dry run: any call is a bug, so it fails loudly."""
+    raise RuntimeError("a dry run makes no hastctl calls")
