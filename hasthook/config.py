@@ -3,12 +3,23 @@
 The file is found by `-c FILE`, else `$HASTHOOK_CONFIG`, else
 /usr/local/etc/hasthook/rules.yaml; with no file at all, the built-in
 defaults apply (record every event, act on none).
+
+The hook must act on every event even while the admin is halfway through an
+edit, and must start fast: each config it validates is kept in the state dir
+as `config.lkg.json` with the file's sha256. When the file is unchanged the
+hook reads that JSON and skips YAML and jsonschema entirely; when the file is
+broken it says so (crit, with file and line) and runs on the last good copy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import socket
+import stat
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +34,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "syslog": {"facility": "daemon", "tag": "hasthook", "socket": None},
     "retention": "30d",
     "hook_timeout": "45s",
+    # Notifications (hasthook/deliver.py): a burst within group_wait is one
+    # message; each send is cut at send_timeout; unsent after max_age is dead.
+    "group_wait": "2s",
+    "send_timeout": "15s",
+    "max_age": "24h",
     # `hasthook role` refuses to act unless this pid file names a live process.
     "hastd_pidfile": "/var/run/hastd.pid",
     "dev_dir": "/dev/hast",           # where /dev/hast/PROVNAME appears on a primary
@@ -34,8 +50,31 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+LKG_NAME = "config.lkg.json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in a config file, printed as `FILE:LINE:COL: path: message`."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
+        return f"{self.file}:{self.line}:{self.col}: {kind}{self.path}: {self.message}"
+
+
 class ConfigError(Exception):
     """The config file cannot be used; the message names the file and, when known, the line."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 @dataclass
@@ -43,6 +82,9 @@ class Config:
     path: str | None
     data: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    # "file" (just validated), "cache" (unchanged since validated), "last-good"
+    # (the file is broken; this is the copy that last passed), or "defaults".
+    origin: str = "file"
 
     @property
     def hostname(self) -> str:
@@ -55,6 +97,42 @@ class Config:
     @property
     def channels(self) -> dict[str, Any]:
         return self.data.get("channels") or {}
+
+    @property
+    def templates(self) -> dict[str, Any]:
+        return self.data.get("templates") or {}
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return self.data.get("resources") or {}
+
+    @property
+    def alert_channels(self) -> list[str]:
+        """Where hasthook's own alerts go: settings.alert_channels, else every channel."""
+        chans = self.settings.get("alert_channels")
+        if chans is None:
+            return list(self.channels)
+        return [chans] if isinstance(chans, str) else list(chans)
+
+    def unsafe_reason(self) -> str | None:
+        """Why commands from this file must not run as root, as cron and sudo judge it.
+
+        The file and its directory must be owned by root (or by us) and not
+        writable by group or other; else anyone who can edit them runs code as root.
+        """
+        if not self.path:
+            return None
+        trusted = {0, os.geteuid()}
+        for p in (self.path, os.path.dirname(os.path.abspath(self.path))):
+            try:
+                st = os.stat(p)
+            except OSError as e:
+                return f"{p}: {e.strerror}"
+            if st.st_uid not in trusted:
+                return f"{p} is owned by uid {st.st_uid}, not root"
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return f"{p} is writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
+        return None
 
 
 def find(explicit: str | None = None) -> tuple[str | None, bool]:
@@ -90,14 +168,33 @@ def parse_text(text: str, path: str = "<string>") -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+        raise _error([Problem(path, line, col, "(yaml)", f"syntax error: {problem}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, not {type(data).__name__}")
+        raise _error([Problem(path, 1, 1, "(top level)",
+                              f"must be a mapping, not {type(data).__name__}")])
     return data
+
+
+def _error(problems: list[Problem]) -> ConfigError:
+    errors = [p for p in problems if not p.warning]
+    more = f" (and {len(errors) - 1} more; see hasthook check)" if len(errors) > 1 else ""
+    return ConfigError(f"{errors[0]}{more}", errors)
+
+
+def parse_and_validate(text: str, path: str, deep: bool = False
+                       ) -> tuple[dict[str, Any], list[Problem]]:
+    """YAML text to validated data and every problem found (warnings included).
+
+    Raises ConfigError only when the text is not a YAML mapping at all.
+    """
+    from .schema import validate
+
+    data = parse_text(text, path)
+    return data, validate(data, path, text, deep=deep)
 
 
 def load(explicit: str | None = None) -> Config:
@@ -112,4 +209,90 @@ def load(explicit: str | None = None) -> Config:
         return from_data({}, None)
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror}") from None
-    return from_data(parse_text(text, path), path)
+    data, problems = parse_and_validate(text, path)
+    if any(not p.warning for p in problems):
+        raise _error(problems)
+    return from_data(data, path)
+
+
+# -- the hook's path: cached, and a last good copy when the file breaks ---------
+
+_STATE_DIR_LINE = re.compile(r"""^[ \t{]*state_dir\s*:\s*["']?([^"'\s,}#]+)""", re.M)
+
+
+def _state_dir_hint(text: str) -> str:
+    """Where the cache should be, read without parsing YAML (only a hint: verified by hash)."""
+    m = _STATE_DIR_LINE.search(text) or re.search(
+        r"""[{,]\s*state_dir\s*:\s*["']?([^"'\s,}#]+)""", text)
+    return m.group(1) if m else DEFAULT_SETTINGS["state_dir"]
+
+
+def read_last_good(state_dir: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(state_dir, LKG_NAME), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("data"), dict) else None
+
+
+def save_last_good(state_dir: str, source: str, sha256: str, data: dict[str, Any]) -> None:
+    """Keep a validated config (0600, written whole then renamed: never half a file)."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(state_dir, LKG_NAME)
+    tmp = f"{path}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"source": source, "sha256": sha256, "saved": time.time(), "data": data}, f)
+    os.replace(tmp, path)
+
+
+def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
+    """The config hasthook-exec runs on, and the error that made it fall back, if any.
+
+    Never raises. Unchanged file: the cached JSON, no YAML, no jsonschema.
+    Changed and valid: validated, used, and cached. Broken: the last good copy
+    (else the built-in defaults, keeping the file's state_dir if it can be read).
+    """
+    path, named = find(explicit)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        if not named and isinstance(e, FileNotFoundError):
+            return from_data({}, None), None
+        return _fallback(path, DEFAULT_SETTINGS["state_dir"], None,
+                         f"{path}: {e.strerror}")
+    source, sha = os.path.abspath(path), hashlib.sha256(raw).hexdigest()
+    text = raw.decode("utf-8", "replace")
+    state_dir = _state_dir_hint(text)
+    saved = read_last_good(state_dir)
+    if saved and saved.get("sha256") == sha and saved.get("source") == source:
+        cfg = from_data(saved["data"], path)
+        cfg.origin = "cache"
+        return cfg, None
+    try:
+        data, problems = parse_and_validate(text, path)
+        errors = [p for p in problems if not p.warning]
+        if errors:
+            raise _error(errors)
+    except ConfigError as e:
+        return _fallback(path, state_dir, saved, str(e))
+    cfg = from_data(data, path)
+    try:
+        save_last_good(cfg.settings["state_dir"], source, sha, data)
+    except OSError:
+        pass  # still valid; the next run validates again
+    return cfg, None
+
+
+def _fallback(path: str, state_dir: str, saved: dict[str, Any] | None,
+              error: str) -> tuple[Config, str]:
+    saved = saved or read_last_good(state_dir)
+    if saved:
+        cfg = from_data(saved["data"], path)
+        cfg.origin = "last-good"
+        return cfg, error
+    cfg = from_data({"settings": {"state_dir": state_dir}}, path)
+    cfg.origin = "defaults"
+    return cfg, error

@@ -11,7 +11,8 @@ SEVERITIES = ("info", "warning", "critical")
 
 SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "warning"}
 # An event that ends an earlier condition on the same resource.
-RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart")}
+# A completed synchronization also ends a split-brain: the reset node has resynced.
+RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart", "split-brain")}
 
 _SUMMARY = {
     "connect": "connected to the peer",

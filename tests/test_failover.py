@@ -1,0 +1,365 @@
+"""`hasthook failover`: the article's steps around a role change, in order and idempotent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from standins import Standins
+
+from hasthook import sysexits
+from hasthook.hast import Metadata, Resource, Result
+from hasthook.tools.failover import (
+    Failover,
+    FailoverError,
+    ResourceSpec,
+    parse_mounts,
+    plan,
+    resource_spec,
+)
+
+# -- the plan (pure) -------------------------------------------------------
+
+CMDS = {"commands": {"fsck": "fsck", "mount": "mount", "umount": "umount", "zpool": "zpool",
+                     "service": "service"}, "dev_dir": "/dev/hast"}
+
+
+def argvs(steps):
+    return [s.argv for s in steps]
+
+
+def test_plan_promote_ufs_zfs_none_in_the_articles_order():
+    specs = [ResourceSpec("db", "ufs", "/db", services=["postgresql"]),
+             ResourceSpec("tank0", "zfs", pool="tank", services=["nfsd", "postgresql"]),
+             ResourceSpec("tank1", "zfs", pool="tank"),
+             ResourceSpec("raw", "none", services=["iscsi"])]
+    steps = plan("promote", specs, {"db": "dbprov"}, CMDS)
+    assert argvs(steps) == [
+        ["hasthook", "role", "primary", "db", "tank0", "tank1", "raw"],
+        ["fsck", "-y", "-t", "ufs", "/dev/hast/dbprov"],
+        ["mount", "-o", "noatime", "/dev/hast/dbprov", "/db"],
+        ["zpool", "import", "-f", "-d", "/dev/hast", "tank"],   # once for both resources
+        ["service", "postgresql", "onestart"],                  # once, after every mount
+        ["service", "nfsd", "onestart"],
+        ["service", "iscsi", "onestart"],
+    ]
+
+
+def test_plan_demote_is_the_reverse():
+    specs = [ResourceSpec("db", "ufs", "/db", services=["postgresql"]),
+             ResourceSpec("tank0", "zfs", pool="tank", services=["nfsd"])]
+    assert argvs(plan("demote", specs, {}, CMDS)) == [
+        ["service", "nfsd", "onestop"],
+        ["service", "postgresql", "onestop"],
+        ["zpool", "export", "tank"],
+        ["umount", "/db"],
+        ["hasthook", "role", "secondary", "db", "tank0"],
+    ]
+
+
+def test_plan_fsck_false_skips_fsck():
+    steps = plan("promote", [ResourceSpec("db", "ufs", "/db", fsck=False)], {}, CMDS)
+    assert [s.kind for s in steps] == ["role", "mount"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"filesystem": "ext4"}, "not one of ufs, zfs, none"),
+    ({"filesystem": "ufs"}, "needs a mountpoint"),
+    ({"filesystem": "zfs"}, "needs a pool"),
+    ({"services": ["../../bin/sh"]}, "not an rc.d script name"),
+    ({"services": ["-x"]}, "not an rc.d script name"),
+    ({"filesystem": "ufs", "mountpoint": "srv/db"}, "is not absolute"),
+])
+def test_bad_resource_settings_are_config_errors(data, message):
+    with pytest.raises(FailoverError, match=message) as e:
+        resource_spec("db", data)
+    assert e.value.code == sysexits.EX_CONFIG
+
+
+def test_resource_without_settings_is_role_only():
+    assert resource_spec("r", None) == ResourceSpec("r")
+
+
+def test_parse_mounts_freebsd_p_linux_and_escapes():
+    text = ("/dev/ada0p2\t\t/\tufs\trw\t1 1\n"
+            "/dev/hast/db\t\t/srv/my\\040db/\tufs\trw,noatime\t2 2\n"
+            "tmpfs on /tmp (tmpfs, local)\n"
+            "/dev/sda1 on /boot type ext4 (rw,relatime)\n")
+    assert parse_mounts(text) == {("/dev/ada0p2", "/"), ("/dev/hast/db", "/srv/my db"),
+                                  ("tmpfs", "/tmp"), ("/dev/sda1", "/boot")}
+
+
+# -- the runner, with an in-process hastctl -------------------------------
+
+class Log:
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, level, msg):
+        self.lines.append((level, msg))
+
+    def info(self, msg):
+        self("info", msg)
+
+    def notice(self, msg):
+        self("notice", msg)
+
+    def error(self, msg):
+        self("err", msg)
+
+    def crit(self, msg):
+        self("crit", msg)
+
+
+class Store:
+    def __init__(self):
+        self.events = []
+
+    def record(self, ev):
+        self.events.append(ev)
+        return len(self.events)
+
+
+class FakeHastctl:
+    """hastd's view for the library tests: roles, provider names, /dev/hast entries.
+
+    The role step goes through the real `hasthook role` code (tools/role.set_role),
+    which asks this object for dump/list/role, as it would ask hastctl.
+    """
+
+    path = "hastctl"
+
+    def __init__(self, dev_dir: Path, provnames: dict[str, str]):
+        self.dev_dir = dev_dir
+        self.prov = provnames
+        self.roles = dict.fromkeys(provnames, "secondary")
+        self.role_calls: list[tuple[str, str]] = []
+
+    def dump(self, *names):
+        return {n: Metadata(n) for n in self.prov}, Result(["hastctl", "dump"], 0)
+
+    def list(self, *names):
+        return ({n: Resource(n, role=self.roles[n], provname=self.prov[n])
+                 for n in names or self.prov if n in self.prov},
+                Result(["hastctl", "list"], 0))
+
+    def role(self, role, *names):
+        for n in names:
+            self.role_calls.append((role, n))
+            self.roles[n] = role
+            dev = self.dev_dir / self.prov[n]
+            if role == "primary":
+                dev.touch()
+            else:
+                dev.unlink(missing_ok=True)
+        return Result(["hastctl", "role", role, *names], 0)
+
+
+def _settings(si, dev, state):
+    """Stand-in commands, this test's pid as hastd's, the real pgrep."""
+    pidfile = state.parent / f"{state.name}.hastd.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    return {"commands": {**si.commands, "pgrep": shutil.which("pgrep") or "/bin/pgrep"},
+            "dev_dir": str(dev), "state_dir": str(state), "hastd_pidfile": str(pidfile),
+            "failover_step_timeout": "30s"}
+
+
+@pytest.fixture
+def node(tmp_path):
+    dev = tmp_path / "dev" / "hast"
+    dev.mkdir(parents=True)
+    si = Standins(tmp_path / "standins")
+    ctl = FakeHastctl(dev, {"db": "dbprov", "tank0": "tank0", "raw": "raw"})
+    si.add_pool("tank", "tank0")
+    resources = {"db": {"filesystem": "ufs", "mountpoint": "/srv/db",
+                        "services": ["postgresql"]},
+                 "tank0": {"filesystem": "zfs", "pool": "tank", "services": ["nfsd"]},
+                 "raw": {"filesystem": "none", "services": ["ctld"]}}
+    settings = _settings(si, dev, tmp_path / "st")
+    out: list[str] = []
+    store, log = Store(), Log()
+    alerts = []
+    fo = Failover(settings, resources, ctl, log, store=store, host="host1", wait=2,
+                  alert=alerts.append, out=out.append)
+    return type("Node", (), dict(fo=fo, si=si, ctl=ctl, dev=dev, out=out, store=store,
+                                 log=log, alerts=alerts))
+
+
+def test_promote_then_demote_runs_the_exact_sequence(node):
+    assert node.fo.run("promote", ["db", "tank0", "raw"]) == 0
+    dev = str(node.dev)
+    assert node.ctl.role_calls == [("primary", "db"), ("primary", "tank0"), ("primary", "raw")]
+    assert node.si.calls() == [
+        ["fsck", "-y", "-t", "ufs", f"{dev}/dbprov"],
+        ["mount", "-o", "noatime", f"{dev}/dbprov", "/srv/db"],
+        ["zpool", "import", "-f", "-d", dev, "tank"],
+        ["service", "postgresql", "onestart"],
+        ["service", "nfsd", "onestart"],
+        ["service", "ctld", "onestart"],
+    ]
+    st = node.si.state()
+    assert st == {"mounts": [[f"{dev}/dbprov", "/srv/db"]], "imported": ["tank"],
+                  "running": ["postgresql", "nfsd", "ctld"]}
+    node.si.clear_calls()
+    assert node.fo.run("demote", []) == 0       # default: every resource hastctl dump lists
+    assert node.si.calls() == [
+        ["service", "ctld", "onestop"],
+        ["service", "nfsd", "onestop"],
+        ["service", "postgresql", "onestop"],
+        ["zpool", "export", "tank"],
+        ["umount", "/srv/db"],
+    ]
+    assert node.ctl.role_calls[3:] == [("secondary", "db"), ("secondary", "tank0"),
+                                       ("secondary", "raw")]
+    assert node.si.state() == {"mounts": [], "imported": [], "running": []}
+    assert node.si.pool_label("tank")["in_use_by"] is None
+
+
+def test_second_promote_is_harmless(node):
+    assert node.fo.run("promote", []) == 0
+    node.si.clear_calls()
+    node.out.clear()
+    assert node.fo.run("promote", []) == 0
+    assert node.si.calls() == []                 # only the read-only queries ran
+    assert len(node.ctl.role_calls) == 3         # no second `hastctl role primary`
+    assert all("skipped" in line for line in node.out[:-1]), node.out
+    assert node.out[-1] == "promote complete"
+    results = [e.extra["result"] for e in node.store.events]
+    assert results[:7] == ["ok"] * 7 and results[7:] == ["skipped"] * 7
+
+
+def test_second_demote_is_harmless(node):
+    assert node.fo.run("demote", []) == 0        # from secondary: nothing to do at all
+    assert node.si.calls() == [] and node.ctl.role_calls == []
+
+
+def test_half_done_promote_finishes_the_rest(node):
+    node.si.fail("service", code=1, match="nfsd onestart", message="nfsd: cannot start")
+    assert node.fo.run("promote", []) == sysexits.EX_UNAVAILABLE
+    node.si.unfail("service")
+    node.si.clear_calls()
+    assert node.fo.run("promote", []) == 0
+    assert node.si.calls() == [["service", "nfsd", "onestart"],
+                               ["service", "ctld", "onestart"]]
+
+
+def test_failing_fsck_stops_the_chain_before_mount(node):
+    node.si.fail("fsck", code=8, message="** /dev/hast/dbprov\nUNEXPECTED SOFT UPDATE "
+                                          "INCONSISTENCY; RUN fsck MANUALLY.")
+    assert node.fo.run("promote", ["db"]) == sysexits.EX_UNAVAILABLE
+    assert [c[0] for c in node.si.calls()] == ["fsck"]          # no mount, no service
+    assert node.si.state()["mounts"] == []
+    [crit] = [m for lvl, m in node.log.lines if lvl == "crit"]
+    assert "STOPPED at step 2/4 [db] fsck" in crit and "RUN fsck MANUALLY" in crit
+    [alert] = node.alerts
+    assert (alert.event, alert.severity, alert.cause, alert.resource) == (
+        "failover", "critical", "failover", "db")
+    assert alert.extra["step"] == "fsck" and alert.extra["result"] == "failed"
+    assert "failover promote fsck" in alert.summary and "exit status 8" in alert.summary
+    assert node.out[-1] == "not run: mount /srv/db, start postgresql"
+
+
+def test_umount_busy_stops_before_role_secondary(node):
+    assert node.fo.run("promote", ["db"]) == 0
+    node.si.fail("umount", code=1, message="umount: unmount of /srv/db failed: Device busy")
+    assert node.fo.run("demote", ["db"]) == sysexits.EX_UNAVAILABLE
+    assert node.ctl.roles["db"] == "primary"     # the device stays under the mounted fs
+    assert node.alerts[-1].extra["step"] == "umount"
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(node):
+    assert node.fo.run("promote", ["db", "tank0"], dry_run=True) == 0
+    dev, p = str(node.dev), node.si.paths
+    assert node.out == [
+        "promote plan (6 steps, dry run: nothing is changed):",
+        "  1. [db] role primary db tank0: hasthook role primary db tank0",
+        f"  2. [db] fsck {dev}/dbprov: {p['fsck']} -y -t ufs {dev}/dbprov",
+        f"  3. [db] mount /srv/db: {p['mount']} -o noatime {dev}/dbprov /srv/db",
+        f"  4. [tank0] import tank: {p['zpool']} import -f -d {dev} tank",
+        f"  5. [db] start postgresql: {p['service']} postgresql onestart",
+        f"  6. [tank0] start nfsd: {p['service']} nfsd onestart",
+    ]
+    assert node.si.calls(queries=True) == [] and node.ctl.role_calls == []
+    assert node.store.events == []
+
+
+def test_steps_are_recorded_with_what_they_did(node):
+    node.fo.run("promote", ["db"])
+    ev = node.store.events
+    assert [(e.event, e.cause, e.extra["step"], e.extra["result"]) for e in ev] == [
+        ("failover", "failover", "role", "ok"), ("failover", "failover", "fsck", "ok"),
+        ("failover", "failover", "mount", "ok"), ("failover", "failover", "start", "ok")]
+    assert ev[2].extra["argv"][-1] == "/srv/db"
+    assert ev[2].summary == "[db] failover promote mount /srv/db: ok on host1"
+
+
+def test_missing_program_fails_the_step(node):
+    node.fo.settings["commands"]["zpool"] = node.fo.cmd["zpool"] = "/nonexistent/zpool"
+    assert node.fo.run("promote", ["tank0"]) == sysexits.EX_UNAVAILABLE
+    assert node.alerts[0].extra["detail"] == (
+        "cannot tell whether pool tank is imported: /nonexistent/zpool: "
+        "No such file or directory")
+
+
+def test_crash_pool_not_exported_is_imported_with_f(tmp_path):
+    """host1 dies with the pool imported; host2 takes over: import needs -f, and has it."""
+    labels = tmp_path / "labels.json"
+    nodes = {}
+    for host in ("host1", "host2"):
+        dev = tmp_path / host / "dev"
+        dev.mkdir(parents=True)
+        si = Standins(tmp_path / host / "si", host, labels)
+        ctl = FakeHastctl(dev, {"tank0": "tank0"})
+        fo = Failover(_settings(si, dev, tmp_path / host / "st"),
+                      {"tank0": {"filesystem": "zfs", "pool": "tank"}}, ctl, Log(),
+                      host=host, out=lambda s: None)
+        nodes[host] = (si, fo, dev)
+    nodes["host1"][0].add_pool("tank", "tank0")
+    assert nodes["host1"][1].run("promote", []) == 0
+    assert nodes["host1"][0].pool_label("tank")["in_use_by"] == "host1"
+    # host1 crashes: no demote, no export. Without -f the import would be refused:
+    si2, fo2, dev2 = nodes["host2"]
+    (dev2 / "tank0").touch()
+    r = os.popen(f"{si2.paths['zpool']} import -d {dev2} tank 2>&1").read()
+    assert "previously in use from another system" in r
+    (dev2 / "tank0").unlink()
+    si2.clear_calls()
+    assert fo2.run("promote", []) == 0
+    assert si2.calls() == [["zpool", "import", "-f", "-d", str(dev2), "tank"]]
+    assert si2.pool_label("tank")["in_use_by"] == "host2"
+    assert json.loads(labels.read_text())["tank"]["in_use_by"] == "host2"
+
+
+# -- the schema --------------------------------------------------------------
+
+def _schema_errors(resources):
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "hasthook" / "schema.json")
+                        .read_text())
+    v = jsonschema.validators.validator_for(schema)(schema)
+    return sorted(e.message for e in v.iter_errors({"resources": resources}))
+
+
+def test_schema_accepts_the_three_filesystems():
+    assert _schema_errors({
+        "db": {"filesystem": "ufs", "mountpoint": "/srv/db", "services": ["postgresql"],
+               "fsck": False},
+        "tank0": {"filesystem": "zfs", "pool": "tank"},
+        "raw": {"filesystem": "none", "services": ["ctld"]},
+        "bare": {}}) == []
+
+
+@pytest.mark.parametrize("res, needle", [
+    ({"filesystem": "ufs"}, "'mountpoint' is a required property"),
+    ({"filesystem": "zfs"}, "'pool' is a required property"),
+    ({"filesystem": "ext4"}, "is not one of"),
+    ({"services": ["../sh"]}, "does not match"),
+    ({"mountpiont": "/x"}, "Additional properties"),
+])
+def test_schema_rejects_half_formed_resources(res, needle):
+    errors = _schema_errors({"db": res})
+    assert any(needle in e for e in errors), errors
