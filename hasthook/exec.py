@@ -143,8 +143,22 @@ def run(argv: list[str], config_path: str | None = None) -> int:
             store.set_outcome(event_id, matched, {"actions": outcomes, "suppressed": held})
         except Exception as e:  # noqa: BLE001 - the event and the actions are done already
             log.error(f"[{ev.resource}] cannot record the outcome of event {event_id}: {e}")
+    deliver(store, cfg, log)
     store.close()
     return sysexits.EX_OK
+
+
+def deliver(store, cfg, log) -> None:
+    """Send what is due, this run's messages and any left by other runs, within the
+    time box; what cannot go now stays queued for the next run or `hasthook flush`."""
+    from .deliver import drain
+
+    try:
+        drain(store, cfg, log)
+    except TimeBox:
+        raise
+    except Exception as e:  # noqa: BLE001 - the messages wait in the outbox
+        log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
 
 
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
@@ -176,6 +190,9 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
     try:
         _config_alert(ev, cfg, store, db, ctx(), config_error)
         store.resolve(db, ev)
+        from .actions.notify import prepare_resolved
+
+        prepare_resolved(ctx(), db)  # "resolved" messages this event owes (send_resolved)
         for m in rules.match(ev, cfg.rules):
             matched.append(m.name)
             suppressed = 0

@@ -23,7 +23,7 @@ DB_NAME = "hasthook.db"
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -64,8 +64,40 @@ SCHEMA = [
         PRIMARY KEY (rule, key)
     )""",
     "CREATE INDEX IF NOT EXISTS rule_state_resource ON rule_state(resource, host, event)",
+    # The outbox (hasthook/deliver.py): a message is a row before any network
+    # I/O, so an alert outlives the hook that raised it. `due` is when it may
+    # go (group_wait, then backoff); `sending` rows carry a lease so a
+    # deliverer killed mid-send leaves them to the next one; `delivered` lists
+    # the channel's URLs (privacy form) already done, so a retry skips them.
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY,
+        created REAL NOT NULL,
+        event_id INTEGER,
+        rule TEXT,
+        channel TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'alert',
+        severity TEXT NOT NULL,
+        event TEXT,
+        resource TEXT,
+        host TEXT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        send_resolved INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending',
+        due REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until REAL,
+        delivered TEXT,
+        sent_at REAL,
+        last_error TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_state ON outbox(state, due)",
+    "CREATE INDEX IF NOT EXISTS outbox_resource ON outbox(resource, event_id)",
 ]
 
+OUTBOX_COLUMNS = ("created", "event_id", "rule", "channel", "group_key", "kind", "severity",
+                  "event", "resource", "host", "title", "body", "send_resolved", "due")
 EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "severity",
                  "known", "role", "status", "dirty", "provname", "remoteaddr", "replication",
                  "errors", "cause", "extra")
@@ -237,9 +269,122 @@ class Store:
         """Silences in force at `now`. Empty until the silences table lands (issue 6, part 4)."""
         return []
 
+    # -- outbox ---------------------------------------------------------
+
+    def outbox_add(self, db: sqlite3.Connection, **row: Any) -> int:
+        """Queue one message inside the event's transaction, before any network I/O."""
+        unknown = set(row) - set(OUTBOX_COLUMNS)
+        if unknown:
+            raise ValueError(f"not outbox columns: {sorted(unknown)}")
+        row["send_resolved"] = int(bool(row.get("send_resolved")))
+        return db.execute(f"INSERT INTO outbox ({', '.join(row)}) "
+                          f"VALUES ({', '.join('?' * len(row))})", list(row.values())).lastrowid
+
+    def outbox_due(self) -> tuple[float | None, float | None, float | None]:
+        """(earliest due pending row, earliest due never-tried row, earliest lease).
+
+        One cheap query, so a hook asks it before importing apprise. Never-tried
+        rows are the ones a deliverer waits for (their group_wait); rows in
+        backoff go when due, and an expired lease marks an abandoned claim.
+        """
+        r = self.db.execute(
+            "SELECT MIN(CASE WHEN state = 'pending' THEN due END), "
+            "MIN(CASE WHEN state = 'pending' AND attempts = 0 THEN due END), "
+            "MIN(CASE WHEN state = 'sending' THEN lease_until END) "
+            "FROM outbox WHERE state IN ('pending', 'sending')").fetchone()
+        return r[0], r[1], r[2]
+
+    def outbox_requeue_abandoned(self, now: float, why: str) -> list[dict[str, Any]]:
+        """Put `sending` rows whose lease ran out back to pending, and return them.
+
+        Their deliverer stopped (killed, crashed) between claiming and marking.
+        """
+        with self.transaction() as db:
+            rows = [_outbox_row(r) for r in db.execute(
+                "SELECT * FROM outbox WHERE state = 'sending' AND lease_until < ?", (now,))]
+            db.execute("UPDATE outbox SET state = 'pending', lease_until = NULL, due = ?, "
+                       "last_error = ? WHERE state = 'sending' AND lease_until < ?",
+                       (now, why, now))
+        return rows
+
+    def outbox_expire(self, created_before: float) -> list[dict[str, Any]]:
+        """Pending rows queued before `created_before` become dead; returns them."""
+        with self.transaction() as db:
+            rows = [_outbox_row(r) for r in db.execute(
+                "SELECT * FROM outbox WHERE state = 'pending' AND created < ?",
+                (created_before,))]
+            db.execute("UPDATE outbox SET state = 'dead' WHERE state = 'pending' AND created < ?",
+                       (created_before,))
+        return rows
+
+    def outbox_ready(self, now: float, everything: bool = False) -> list[tuple[str, str]]:
+        """(channel, group_key) of each group whose earliest pending row is due (or all)."""
+        sql = ("SELECT channel, group_key, MIN(due) AS due FROM outbox WHERE state = 'pending' "
+               "GROUP BY channel, group_key")
+        args: list[Any] = []
+        if not everything:
+            sql += " HAVING MIN(due) <= ?"
+            args.append(now)
+        rows = self.db.execute(sql + " ORDER BY due", args)
+        return [(r["channel"], r["group_key"]) for r in rows]
+
+    def outbox_claim(self, channel: str, group_key: str,
+                     lease_until: float) -> list[dict[str, Any]]:
+        """Take a group's pending rows for sending; they stay `sending` until settled."""
+        with self.transaction() as db:
+            rows = [_outbox_row(r) for r in db.execute(
+                "SELECT * FROM outbox WHERE state = 'pending' AND channel = ? AND group_key = ? "
+                "ORDER BY created, id", (channel, group_key))]
+            db.executemany("UPDATE outbox SET state = 'sending', lease_until = ? WHERE id = ?",
+                           [(lease_until, r["id"]) for r in rows])
+        return rows
+
+    def outbox_settle(self, outcomes: list[dict[str, Any]], now: float) -> None:
+        """Record what sending did: each {id, delivered, sent, due, error}."""
+        with self.transaction() as db:
+            for o in outcomes:
+                if o["sent"]:
+                    db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, delivered = ?, "
+                               "lease_until = NULL, attempts = attempts + 1, last_error = NULL "
+                               "WHERE id = ?", (now, _json(o["delivered"]), o["id"]))
+                else:
+                    db.execute("UPDATE outbox SET state = 'pending', due = ?, delivered = ?, "
+                               "lease_until = NULL, attempts = attempts + 1, last_error = ? "
+                               "WHERE id = ?",
+                               (o["due"], _json(o["delivered"]), o["error"], o["id"]))
+
+    def outbox_list(self, states: tuple[str, ...] = ("pending", "sending", "dead"),
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        """Rows in these states, oldest first."""
+        sql = (f"SELECT * FROM outbox WHERE state IN ({', '.join('?' * len(states))}) "
+               "ORDER BY created, id")
+        args: list[Any] = list(states)
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [_outbox_row(r) for r in self.db.execute(sql, args)]
+
+    def outbox_to_resolve(self, resource: str, host: str, events: tuple[str, ...],
+                          after_event_id: int) -> list[dict[str, Any]]:
+        """The send_resolved alerts a resolving event ends: one row per rule and channel.
+
+        Only alerts for events after `after_event_id` (the previous resolving
+        event) count, so a condition is resolved once. `since` is when the
+        first of them was queued: the start of the outage.
+        """
+        return [dict(r) for r in self.db.execute(
+            "SELECT rule, channel, group_key, MIN(created) AS since, "
+            "GROUP_CONCAT(DISTINCT event) AS events FROM outbox "
+            "WHERE kind = 'alert' AND send_resolved = 1 AND resource = ? AND host = ? "
+            f"AND event IN ({', '.join('?' * len(events))}) AND event_id > ? "
+            "GROUP BY rule, channel ORDER BY since, MIN(id)",
+            (resource, host, *events, after_event_id))]
+
     def prune(self, older_than: float) -> int:
         """Drop events older than the retention; returns how many went."""
         with self.transaction() as db:
+            db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead')",
+                       (older_than,))
             return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount
 
 
@@ -256,6 +401,13 @@ def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _outbox_row(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    d["delivered"] = json.loads(d["delivered"]) if d["delivered"] else []
+    d["send_resolved"] = bool(d["send_resolved"])
+    return d
 
 
 def _event_row(r: sqlite3.Row) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""`notify: CHANNEL | [CHANNELS] | {channels, title, body}`: queue a message per channel.
+
+prepare() renders the message and puts it in the outbox inside the event's
+own transaction, so an alert exists before any network I/O and survives a
+mail server that is down or a hook that is killed. execute() sends what is
+already due; the deliverer (hasthook/deliver.py) groups, sends and retries.
+
+Resolved messages: an alert queued by a rule with `send_resolved: true`
+remembers it. The event that ends its condition (connect after disconnect,
+syncdone after syncintr or syncstart) queues a "resolved" message to the same
+channels with how long it lasted: see prepare_resolved, which the hook runs
+for every event, matched by a rule or not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from .. import render
+from ..units import format_duration, parse_duration
+from . import Context, outcome
+
+DEFAULT_GROUP_WAIT = "2s"
+
+
+def _params(params: Any) -> dict[str, Any]:
+    from ..rules import action_of
+
+    return action_of({"notify": params})[1]
+
+
+def _group_wait(rule: dict[str, Any], settings: dict[str, Any]) -> float:
+    return parse_duration(rule.get("group_wait", settings.get("group_wait", DEFAULT_GROUP_WAIT)))
+
+
+def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
+    """The outbox rows this action makes, one per channel, rendered. Pure.
+
+    Title and body: the action's own, else the channel's, else the config's
+    `templates`, else the built-in ones. Group key: rule + severity, so one
+    rule's burst is one message per channel.
+    """
+    p = _params(params)
+    cfg, ev, rule = ctx.config, ctx.event, ctx.rule_config or {}
+    name = ctx.rule or ("hasthook" if p.get("internal") else None)
+    rows = []
+    for channel in p["channels"]:
+        spec = cfg.channels.get(channel)
+        own = spec if isinstance(spec, dict) else {}
+        title, body = render.message(
+            ev, name, ctx.suppressed,
+            title=p.get("title") or own.get("title"), body=p.get("body") or own.get("body"),
+            overrides=cfg.data.get("templates"))
+        rows.append({
+            "created": ctx.now, "event_id": ctx.event_id, "rule": name, "channel": channel,
+            "group_key": f"{name}|{ev.severity}", "kind": "alert", "severity": ev.severity,
+            "event": ev.event, "resource": ev.resource, "host": ev.host,
+            "title": title, "body": body, "send_resolved": bool(rule.get("send_resolved")),
+            "due": ctx.now + _group_wait(rule, cfg.settings)})
+    return rows
+
+
+def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
+    """Queue the messages in the event's transaction (nothing in a dry run)."""
+    if ctx.dry_run:
+        return
+    for row in messages(params, ctx):
+        ctx.store.outbox_add(db, **row)
+
+
+def execute(params: Any, ctx: Context) -> dict[str, Any]:
+    """Send what is due now (group_wait 0s); the rest goes at the end of the hook run."""
+    rows = messages(params, ctx)
+    channels = ", ".join(r["channel"] for r in rows)
+    if ctx.dry_run:
+        return outcome("notify", True, f"would queue for {channels}",
+                       messages=[{k: r[k] for k in ("channel", "title", "body")} for r in rows])
+    from .. import deliver
+
+    rep = deliver.drain(ctx.store, ctx.config, ctx.log, wait=False)
+    detail = f"queued for {channels}"
+    if rep.sent or rep.failed:
+        detail += f"; {rep.sent} sent, {rep.failed} failed so far"
+    return outcome("notify", True, detail)
+
+
+def resolved_messages(ctx: Context) -> list[dict[str, Any]]:
+    """Rows for a resolving event: one per rule and channel whose alert asked for
+    `send_resolved` and has not been resolved yet, saying how long it lasted."""
+    ev, store, cfg = ctx.event, ctx.store, ctx.config
+    if not ev.resolves or store is None:
+        return []
+    prev = store.last_event(ev.resource, (ev.event,), before_id=ctx.event_id, host=ev.host)
+    rows = []
+    for a in store.outbox_to_resolve(ev.resource, ev.host, ev.resolves,
+                                     prev["id"] if prev else 0):
+        lasted = format_duration(max(0.0, ctx.now - a["since"]))
+        title, body = render.message(ev, a["rule"], kind="resolved",
+                                     overrides=cfg.data.get("templates"))
+        since = time.strftime("%H:%M:%S", time.localtime(a["since"]))
+        rule = next((r for r in cfg.rules if r.get("name") == a["rule"]), {})
+        rows.append({
+            "created": ctx.now, "event_id": ctx.event_id, "rule": a["rule"],
+            "channel": a["channel"], "group_key": f"{a['rule']}|resolved", "kind": "resolved",
+            "severity": "info", "event": ev.event, "resource": ev.resource, "host": ev.host,
+            "title": f"{title} after {lasted}",
+            "body": f"{body}\nResolves {a['events']} since {since} (rule {a['rule']}): "
+                    f"{lasted} in all.",
+            "due": ctx.now + _group_wait(rule, cfg.settings)})
+    return rows
+
+
+def prepare_resolved(ctx: Context, db: sqlite3.Connection) -> None:
+    """Queue the resolved messages this event owes, in its transaction."""
+    if ctx.dry_run:
+        return
+    for row in resolved_messages(ctx):
+        ctx.store.outbox_add(db, **row)

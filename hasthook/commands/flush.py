@@ -1,0 +1,35 @@
+"""Send queued messages now: what is due, or with --all everything pending.
+
+Run from cron every minute (etc/cron.d/hasthook) so a message whose channel
+was down is retried even when no HAST event comes to do it. Exits 0 when the
+outbox holds nothing it could not send, 75 (EX_TEMPFAIL) when some messages
+failed and wait for a retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import sysexits
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true",
+                   help="send everything pending now, ignoring group_wait and retry backoff")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing (for cron; syslog still gets every line)")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    from ..deliver import drain
+    from ..log import Log
+
+    log = Log.from_settings(app.settings, echo=not args.quiet)
+    rep = drain(app.store, app.cfg, log, everything=args.all)
+    if not args.quiet:
+        if rep.busy:
+            print("hasthook: another process is delivering; it sends what is due")
+        pending = app.store.outbox_list(("pending", "sending"))
+        print(f"{rep.sent} sent, {rep.failed} failed, {rep.dead} given up; "
+              f"{len(pending)} still queued")
+    return sysexits.EX_TEMPFAIL if rep.failed else sysexits.EX_OK

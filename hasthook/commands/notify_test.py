@@ -1,0 +1,35 @@
+"""Send a real test message to every URL of a channel and say how each went.
+
+Nothing is queued or retried: this is for checking a channel by hand. Exits 0
+when every URL took the message, 69 (EX_UNAVAILABLE) when any did not, 78
+(EX_CONFIG) when the channel is unknown or cannot be built.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import sysexits
+from ..cli import CommandError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("channel", metavar="CHANNEL", help="a channel name from the config")
+    p.add_argument("--timeout", metavar="DURATION",
+                   help="per-URL time limit (default: settings.send_timeout)")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    from ..deliver import ChannelError, Policy, test_channel
+    from ..units import parse_duration
+
+    timeout = (parse_duration(args.timeout) if args.timeout
+               else Policy.from_settings(app.settings).send_timeout)
+    try:
+        results = test_channel(app.cfg, args.channel, timeout)
+    except ChannelError as e:
+        raise CommandError(str(e), sysexits.EX_CONFIG) from None
+    for key, why in results.items():
+        print(f"ok    {key}" if why is None else f"FAIL  {key}: {why}")
+    return sysexits.EX_OK if all(v is None for v in results.values()) else \
+        sysexits.EX_UNAVAILABLE

@@ -1,0 +1,44 @@
+"""List queued messages: pending (with the next attempt), being sent, and dead.
+
+Dead messages (older than settings.max_age, given up) stay listed until the
+history retention prunes them, so a lost alert is visible, not silent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .. import sysexits
+from ..store import iso
+from ..units import format_duration
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    p.add_argument("--sent", action="store_true", help="also list messages already sent")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    states = ("pending", "sending", "dead") + (("sent",) if args.sent else ())
+    rows = app.store.outbox_list(states)
+    if args.json:
+        for r in rows:
+            for k in ("created", "due", "lease_until", "sent_at"):
+                r[k] = iso(r[k]) if r[k] is not None else None
+        print(json.dumps(rows, indent=2))
+        return sysexits.EX_OK
+    now = time.time()
+    for r in rows:
+        when = ""
+        if r["state"] == "pending":
+            wait = r["due"] - now
+            when = f" next in {format_duration(wait)}" if wait > 0 else " due now"
+        err = f"  error: {r['last_error']}" if r["last_error"] and r["state"] != "sent" else ""
+        print(f"{r['id']:>5} {iso(r['created'])} {r['state']:<7} {r['channel']:<12} "
+              f"{r['resource'] or '-'} {r['event'] or '-'} x{r['attempts']}{when}  "
+              f"{r['title']}{err}")
+    if not rows:
+        print("the outbox is empty")
+    return sysexits.EX_OK
