@@ -1,0 +1,609 @@
+"""The HAST simulator: hastctl output byte for byte, hastd's hook handling, scenarios."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hasthook.hast import Hastctl, parse_dump, parse_list, parse_status
+from hasthook.sim import SimCluster, SimError, SimNode, is_alive, wait_for
+from hasthook.sim.core import cmdline
+from hasthook.sim.hastctl import USAGE, main
+
+# The `hastctl list` sample of the reference (a real FreeBSD 11 node), workerpid aside.
+LIST_SAMPLE = """\
+storage:
+  role: secondary
+  provname: storage
+  localpath: /dev/ada1
+  extentsize: 2097152 (2.0MB)
+  keepdirty: 0
+  remoteaddr: 192.168.1.130
+  replication: memsync
+  status: complete
+  workerpid: {pid}
+  dirty: 0 (0B)
+  statistics:
+    reads: 0
+    writes: 26
+    deletes: 0
+    flushes: 0
+    activemap updates: 0
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 255
+"""
+
+DUMP_SAMPLE = """\
+resource: shared1
+    datasize: 10737352704 (10GB)
+    extentsize: 2097152 (2.0MB)
+    keepdirty: 64
+    localoff: 1114112
+    resuid: 2827596446382431553
+    localcnt: 5
+    remotecnt: 4
+    prevrole: primary
+"""
+
+DOWN = "[ERROR] Unable to connect to hastd via uds:///var/run/hastctl: Connection refused.\n"
+
+
+def ctl(node: SimNode, *args: str) -> tuple[int, str, str]:
+    """Run the fake hastctl in-process: fast, same code as the wrapper script."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(args), node_dir=node.root)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = SimNode(tmp_path / "host1", "host1", [
+        {"name": "storage", "localpath": "/dev/ada1", "remoteaddr": "192.168.1.130"},
+        {"name": "r1", "localpath": "/dev/ada2", "remoteaddr": "10.0.0.2",
+         "sourceaddr": "10.0.0.1", "provname": "disk1"},
+    ])
+    yield n
+    n.close()
+
+
+class Recorder:
+    """An exec program that appends what hastd gave it (argv, stdio, cwd, env) to a file;
+    it exits 3 for syncintr and kills itself for split-brain."""
+
+    def __init__(self, tmp_path: Path):
+        self.out = tmp_path / "hook-calls.jsonl"
+        self.path = tmp_path / "bin" / "record-hook"
+        self.path.parent.mkdir()
+        self.path.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys
+        fds = {{i: os.readlink(f"/proc/self/fd/{{i}}") for i in (0, 1, 2)}}
+        rec = {{"argv": sys.argv, "fds": fds, "cwd": os.getcwd(),
+               "env": {{k: os.environ.get(k) for k in ("SIMTEST", "HASTHOOK_SIM_NODE")}}}}
+        with open({str(self.out)!r}, "a") as f:
+            f.write(json.dumps(rec) + "\\n")
+        if sys.argv[1:2] == ["syncintr"]:
+            sys.exit(3)
+        if sys.argv[1:2] == ["split-brain"]:
+            os.kill(os.getpid(), 9)
+        """))
+        self.path.chmod(0o755)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def calls(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        return [json.loads(ln) for ln in self.out.read_text().splitlines()]
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    return Recorder(tmp_path)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def test_list_matches_reference_sample(node):
+    node.set_state("storage", role="secondary", connected=True, stats={"writes": 26})
+    pid = node.worker_pid("storage")
+    rc, out, err = ctl(node, "list", "storage")
+    assert (rc, err) == (0, "")
+    assert out == LIST_SAMPLE.format(pid=pid)
+    res = parse_list(out)["storage"]
+    assert (res.role, res.status, res.workerpid, res.dirty) == ("secondary", "complete", pid, 0)
+    assert res.queues["idle"] == 255 and res.statistics["writes"] == 26
+    # The worker is a real process with hastd's title.
+    assert cmdline(pid) == ["hastd: storage (secondary)"]
+
+
+def test_list_init_has_no_status_or_workerpid(node):
+    rc, out, _ = ctl(node, "list")
+    assert rc == 0
+    blocks = parse_list(out)
+    assert list(blocks) == ["storage", "r1"]
+    assert "status:" not in out and "workerpid:" not in out
+    # No worker: hastd has no extentsize/keepdirty/statistics to send, hastctl prints 0.
+    assert out.startswith("storage:\n  role: init\n  provname: storage\n  localpath: /dev/ada1\n"
+                          "  extentsize: 0 (0B)\n  keepdirty: 0\n  remoteaddr: 192.168.1.130\n"
+                          "  replication: memsync\n  dirty: 0 (0B)\n  statistics:\n")
+    assert "idle: 0\n" in out
+    # sourceaddr only where configured, right after remoteaddr.
+    assert "  remoteaddr: 10.0.0.2\n  sourceaddr: 10.0.0.1\n  replication: memsync\n" in out
+    assert out.count("sourceaddr") == 1
+    # A secondary without a connected primary has no worker either.
+    node.set_state("storage", role="secondary")
+    _, out, _ = ctl(node, "list", "storage")
+    assert "status:" not in out and "  role: secondary\n" in out
+
+
+def test_list_primary_dirty_is_extents_times_extentsize(node):
+    node.set_state("r1", role="primary", dirty_extents=5)
+    rc, out, _ = ctl(node, "list", "r1")
+    assert rc == 0
+    assert "  keepdirty: 64\n" in out
+    assert "  status: degraded\n" in out
+    assert "  dirty: 10485760 (10MB)\n" in out
+    node.set_state("r1", connected=True, dirty_extents=0)
+    assert "  status: complete\n  workerpid: " in ctl(node, "list", "r1")[1]
+
+
+def test_status_sample_line(tmp_path):
+    n = SimNode(tmp_path / "n", "n", [{"name": "shared1", "localpath": "/dev/vtbd1p1",
+                                       "remoteaddr": "192.168.0.102"}])
+    try:
+        n.set_state("shared1", role="primary", connected=True)
+        rc, out, _ = ctl(n, "status")
+        assert rc == 0
+        assert out == ("Name\tStatus\t Role\t\tComponents\n"
+                       "shared1\tcomplete primary        /dev/vtbd1p1\t192.168.0.102\n")
+        assert parse_status(out)["shared1"].status == "complete"
+    finally:
+        n.close()
+
+
+def test_status_init_and_error_lines(node):
+    rc, out, _ = ctl(node, "status", "storage", "nope")
+    assert rc == 1
+    assert out == ("Name\tStatus\t Role\t\tComponents\n"
+                   "storage\t-        init           /dev/ada1\t192.168.1.130\n"
+                   "nope\tERR1\n")
+    parsed = parse_status(out)
+    assert parsed["storage"].status is None and parsed["nope"].error == 1
+
+
+def test_dump_sample_and_parse(tmp_path):
+    n = SimNode(tmp_path / "n", "n", [{"name": "shared1", "localpath": "/dev/vtbd1p1",
+                                       "remoteaddr": "192.168.0.102"}], start=False)
+    n.set_state("shared1", datasize=10737352704, localoff=1114112,
+                resuid=2827596446382431553, localcnt=5, remotecnt=4, prevrole="primary")
+    rc, out, err = ctl(n, "dump")  # dump works without hastd
+    assert (rc, out, err) == (0, DUMP_SAMPLE, "")
+    assert parse_dump(out)["shared1"].resuid == 2827596446382431553
+
+
+def test_unknown_names(node):
+    assert ctl(node, "list", "nope") == (1, "nope:\n  error: 1\n", "")
+    rc, out, _ = ctl(node, "list", "storage", "nope")
+    assert rc == 1 and parse_list(out)["nope"].error == 1
+    assert parse_list(out)["storage"].role == "init"
+    assert ctl(node, "dump", "nope") == (65, "", "[ERROR] Unknown resource nope.\n")
+    # "all" is only special on its own for dump.
+    rc, out, err = ctl(node, "dump", "all", "r1")
+    assert (rc, err) == (65, "[ERROR] Unknown resource all.\n") and "resource: r1\n" in out
+    # role: a warning per unknown name, the known ones still change.
+    rc, out, err = ctl(node, "role", "secondary", "nope", "storage")
+    assert (rc, out, err) == (1, "", "[WARNING] [nope] Received error 1 from hastd.\n")
+    assert node.role("storage") == "secondary"
+
+
+@pytest.mark.parametrize("args, extra", [
+    ((), ""),
+    (("frob",), ""),
+    (("role", "primary"), ""),
+    (("role", "master", "storage"), ""),
+    (("create",), ""),
+    (("list", "-x"), "hastctl: illegal option -- x\n"),
+    (("list", "-c"), "hastctl: option requires an argument -- c\n"),
+    (("status", "-h"), ""),
+])
+def test_usage(node, args, extra):
+    assert ctl(node, *args) == (64, "", extra + USAGE)
+
+
+def test_usage_text_is_hastctls():
+    assert USAGE.splitlines()[:3] == [
+        "usage: hastctl create [-d] [-c config] [-e extentsize] [-k keepdirty]",
+        "\t\t[-m mediasize] name ...",
+        "       hastctl role [-d] [-c config] <init | primary | secondary> all | name ...",
+    ]
+    assert "       hastctl list [-d] [-c config] [all | name ...]" in USAGE
+
+
+def test_options_are_accepted(node):
+    rc, out, _ = ctl(node, "list", "-d", "-c", "/etc/hast.conf", "storage")
+    assert rc == 0 and list(parse_list(out)) == ["storage"]
+    rc, out, err = ctl(node, "role", "-d", "primary", "storage")
+    assert (rc, err) == (0, "")
+    assert out == "[DEBUG][1] [storage] Role changed from init to primary.\n"
+    assert ctl(node, "create", "-e", "x", "r1") == (64, "", "hastctl: Invalid extentsize\n")
+
+
+def test_hastd_down(node):
+    node.set_state("storage", role="primary")
+    pid = int(node.pidfile.read_text())
+    assert is_alive(pid)
+    node.stop_hastd()
+    assert not is_alive(pid) and not node.hastd_running
+    assert node.pidfile.exists()  # FreeBSD leaves the pid file behind
+    assert not (node.dev_dir / "storage").exists()
+    for args in (("list",), ("status",), ("role", "primary", "storage")):
+        assert ctl(node, *args) == (71, "", DOWN)
+    # dump and create read/write the local component directly.
+    assert ctl(node, "dump", "storage")[0] == 0
+    assert ctl(node, "create", "storage") == (0, "", "")
+    node.stop_hastd(clean=True)
+    assert ctl(node, "list")[2].endswith("No such file or directory.\n")
+    node.start_hastd()
+    assert node.role("storage") == "init" and ctl(node, "list")[0] == 0
+
+
+def test_create(node):
+    node.set_state("storage", role="secondary", resuid=77, localcnt=3, remotecnt=2,
+                   prevrole="secondary", dirty_extents=9)
+    assert ctl(node, "create", "storage") == (
+        66, "", "[ERROR] [storage] Unable to open /dev/ada1: Device busy.\n")
+    assert node.state("storage")["meta"]["resuid"] == 77
+    assert ctl(node, "role", "init", "storage")[0] == 0
+    assert ctl(node, "create", "storage", "nope") == (
+        65, "", "[ERROR] Unknown resource nope.\n")
+    meta = parse_dump(ctl(node, "dump", "storage")[1])["storage"]
+    assert (meta.resuid, meta.localcnt, meta.remotecnt, meta.prevrole) == (0, 0, 0, "init")
+    assert node.state("storage")["dirty_extents"] == 0
+    node.fail_create("r1", "Input/output error")
+    assert ctl(node, "create", "r1") == (
+        66, "", "[ERROR] [r1] Unable to open /dev/ada2: Input/output error.\n")
+
+
+def test_role_changes_worker_and_device(node):
+    assert ctl(node, "role", "primary", "r1") == (0, "", "")
+    dev = node.dev_dir / "disk1"  # provname, not the resource name
+    assert dev.exists()
+    if os.geteuid() == 0:
+        assert stat.S_ISCHR(dev.stat().st_mode)
+    pid = node.worker_pid("r1")
+    assert cmdline(pid) == ["hastd: r1 (primary)"]
+    if shutil.which("pgrep"):
+        found = subprocess.run(["pgrep", "-f", r"hastd: r1 \(primary\)"],
+                               capture_output=True, text=True).stdout.split()
+        assert str(pid) in found
+    assert ctl(node, "role", "secondary", "all") == (0, "", "")
+    assert not dev.exists() and not is_alive(pid)
+    assert node.worker_pid("r1") == 0 and node.role("storage") == "secondary"
+
+
+def test_lingering_worker(node):
+    pid = node.spawn_lingering_worker("storage", "secondary")
+    assert cmdline(pid) == ["hastd: storage (secondary)"]
+    ctl(node, "role", "primary", "storage")
+    assert is_alive(pid)  # hastd does not know it, so it stays
+    node.stop_lingering_workers()
+    assert not is_alive(pid)
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+def test_role_hook_fired_like_hastd(tmp_path, recorder):
+    n = SimNode(tmp_path / "n", "host1", [{"name": "r0", "localpath": "/dev/ada1",
+                                           "remoteaddr": "10.0.0.2"}],
+                exec=str(recorder), env={"SIMTEST": "yes"})
+    try:
+        r = n.run("role", "primary", "r0")  # the wrapper, as a tool would run it
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        assert n.run("role", "primary", "r0").returncode == 0  # unchanged: no hook
+        runs = n.wait_hooks()
+        assert [h["words"] for h in runs] == [["role", "r0", "init", "primary"]]
+        assert (runs[0]["state"], runs[0]["exitcode"]) == ("done", 0)
+        (call,) = recorder.calls()
+        # (A script cannot see its argv[0]: the kernel puts the script path there.)
+        assert call["argv"][1:] == ["role", "r0", "init", "primary"]
+        assert call["fds"] == {"0": "/dev/null", "1": "/dev/null", "2": "/dev/null"}
+        assert call["cwd"] == "/"
+        assert call["env"] == {"SIMTEST": "yes", "HASTHOOK_SIM_NODE": str(n.root)}
+        assert n.calls() == [["role", "primary", "r0"], ["role", "primary", "r0"]]
+        pid = runs[0]["pid"]
+        assert (f"[DEBUG][1] Hook exited gracefully (pid={pid}, "
+                f"cmd=[{recorder} role r0 init primary]).") in n.log_lines()
+    finally:
+        n.close()
+
+
+@pytest.mark.skipif(not shutil.which("yes") or not Path("/proc/self/cmdline").exists(),
+                    reason="needs yes(1) and /proc")
+def test_hook_argv0_is_basename_and_stdio_is_devnull(tmp_path):
+    """Seen from outside, on a binary hook: yes(1) under another name runs until killed."""
+    probe = tmp_path / "bin" / "argv0-probe"
+    probe.parent.mkdir()
+    probe.symlink_to(shutil.which("yes"))
+    n = SimNode(tmp_path / "n", "h", [{"name": "r0", "localpath": "/dev/ada1"}],
+                exec=str(probe), env={"SIMTEST": "probe"})
+    try:
+        n.fire("connect", "r0")
+        pid = wait_for(lambda: n.hooks()[0]["pid"], 5, "the hook's pid")
+        yes = os.path.realpath(shutil.which("yes") or "")
+        wait_for(lambda: os.path.realpath(f"/proc/{pid}/exe") == yes, 5, "the exec")
+        assert cmdline(pid) == ["argv0-probe", "connect", "r0"]
+        assert [os.readlink(f"/proc/{pid}/fd/{i}") for i in (0, 1, 2)] == ["/dev/null"] * 3
+        assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert b"SIMTEST=probe\0" in Path(f"/proc/{pid}/environ").read_bytes()
+        os.kill(pid, 15)
+        (run,) = n.wait_hooks()
+        assert run["signal"] == 15
+        assert (f"[ERROR] Hook was killed (pid={pid}, signal=15, cmd=[{probe} connect r0])."
+                in n.log_lines())
+    finally:
+        n.close()
+
+
+def test_hook_exit_code_and_kill_are_logged(tmp_path, recorder):
+    n = SimNode(tmp_path / "n", "host1", [{"name": "r0", "localpath": "/dev/ada1",
+                                           "remoteaddr": "10.0.0.2"}], exec=str(recorder))
+    try:
+        n.fire("syncintr", "r0")
+        n.fire("split-brain", "r0")
+        runs = n.wait_hooks()
+        assert [(h["exitcode"], h["signal"]) for h in runs] == [(3, None), (None, 9)]
+        log = n.log_lines()
+        assert (f"[ERROR] Hook exited ungracefully (pid={runs[0]['pid']}, exitcode=3, "
+                f"cmd=[{recorder} syncintr r0]).") in log
+        assert (f"[ERROR] Hook was killed (pid={runs[1]['pid']}, signal=9, "
+                f"cmd=[{recorder} split-brain r0]).") in log
+        assert f"[DEBUG][1] [r0] (init) Executing hook: {recorder} syncintr r0" in log
+    finally:
+        n.close()
+
+
+def test_long_running_hook_is_reported(tmp_path):
+    prog = tmp_path / "slow"
+    prog.write_text("#!/bin/sh\nexec sleep 0.6\n")
+    prog.chmod(0o755)
+    n = SimNode(tmp_path / "n", "h", [{"name": "r0", "localpath": "/dev/ada1"}],
+                exec=str(prog), report_interval=0.2)
+    try:
+        n.fire("connect", "r0")
+        (run,) = n.wait_hooks()
+        reports = [ln for ln in n.log_lines() if "Hook is running for" in ln]
+        assert reports and reports[0] == (f"[WARNING] Hook is running for 0 seconds "
+                                          f"(pid={run['pid']}, cmd=[{prog} connect r0]).")
+    finally:
+        n.close()
+
+
+def test_unexecutable_hook_exits_70(tmp_path):
+    prog = tmp_path / "noexec"
+    prog.write_text("#!/bin/sh\n")
+    n = SimNode(tmp_path / "n", "h", [{"name": "r0", "localpath": "/dev/ada1"}],
+                exec=str(prog))
+    try:
+        n.fire("connect", "r0")
+        (run,) = n.wait_hooks()
+        assert run["exitcode"] == 70
+        assert (f"[ERROR] [r0] (init) Unable to execute {prog}: Permission denied."
+                in n.log_lines())
+    finally:
+        n.close()
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def test_100_concurrent_calls(node):
+    procs = []
+    for i in range(100):
+        args = (["role", "primary" if i % 2 else "init", "r1"] if i % 10 == 0
+                else ["status"] if i % 10 == 5 else ["list"])
+        procs.append((args, subprocess.Popen([node.hastctl_path, *args], text=True,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    for args, p in procs:
+        out, err = p.communicate(timeout=60)
+        assert (p.returncode, err) == (0, ""), (args, err)
+        if args[0] == "list":
+            assert set(parse_list(out)) == {"storage", "r1"}
+        elif args[0] == "status":
+            assert set(parse_status(out)) == {"storage", "r1"}
+    calls = node.calls()
+    assert len(calls) == 100 and sorted(map(tuple, calls)) == sorted(tuple(a) for a, _ in procs)
+    # One worker at most, and the one the state names.
+    st = node.state("r1")
+    assert (st["role"] == "primary") == bool(st["workerpid"]) == is_alive(st["workerpid"])
+
+
+def test_faults(node):
+    node.hang("list", 5)
+    t = Hastctl(node.hastctl_path, timeout=0.5)
+    res, r = t.list()
+    assert res == {} and r.rc is None and "timed out" in r.stderr
+    node.clear_faults()
+    node.garbage("list", "Segmentation fault (core dumped) \x00\n")
+    res, r = t.list()
+    assert res == {} and r.rc == 0 and "unparseable" in r.stderr
+    node.clear_faults()
+    assert set(t.list()[0]) == {"storage", "r1"}
+    node.fail_role("storage", 2)
+    assert ctl(node, "role", "primary", "storage") == (
+        2, "", "[WARNING] [storage] Received error 2 from hastd.\n")
+    assert node.role("storage") == "init"
+    node.fail_role("r1", "worker-exit")
+    assert ctl(node, "role", "primary", "r1")[0] == 0
+    assert node.role("r1") == "init" and node.worker_pid("r1") == 0
+    assert "[INFO] [r1] (primary) Changing resource role back to init." in node.log_lines()
+    assert [c[0] for c in node.calls()] == ["list", "list", "list", "role", "role"]
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = SimCluster(tmp_path / "c", [{"name": "r0", "localpath": "/dev/ada1"},
+                                    {"name": "r1", "localpath": "/dev/ada2"}])
+    c.steady("host1")
+    yield c
+    c.close()
+
+
+def test_cluster_addresses_and_steady_state(cluster):
+    out1 = parse_list(ctl(cluster.host1, "list")[1])
+    out2 = parse_list(ctl(cluster.host2, "list")[1])
+    assert out1["r0"].remoteaddr == "192.168.1.130" and out2["r0"].remoteaddr == "192.168.1.129"
+    assert (out1["r0"].role, out1["r0"].status) == ("primary", "complete")
+    assert (out2["r0"].role, out2["r0"].status) == ("secondary", "complete")
+    assert cluster.host1.events() == [] and cluster.host2.events() == []
+
+
+def test_link_loss_and_return(cluster):
+    cluster.sync("r0", 3)
+    cluster.link_loss()
+    assert cluster.host2.worker_pid("r0") == 0  # the secondary's worker exits
+    assert parse_list(ctl(cluster.host1, "list", "r0")[1])["r0"].status == "degraded"
+    cluster.link_return()
+    cluster.sync_done("r0")
+    cluster.sync_done("r1")
+    assert cluster.host1.events() == [
+        ["syncstart", "r0"],
+        ["disconnect", "r0"], ["syncintr", "r0"], ["disconnect", "r1"],
+        ["connect", "r0"], ["syncstart", "r0"], ["connect", "r1"], ["syncstart", "r1"],
+        ["syncdone", "r0"], ["syncdone", "r1"],
+    ]
+    assert cluster.host2.events() == [["disconnect", "r0"], ["disconnect", "r1"],
+                                      ["connect", "r0"], ["connect", "r1"]]
+    assert parse_list(ctl(cluster.host1, "list", "r0")[1])["r0"].dirty == 0
+    with pytest.raises(SimError):
+        cluster.host1.set_role("nope", "init")
+
+
+def test_switch(cluster):
+    cluster.switch("r0", "host2")
+    assert (cluster.host1.role("r0"), cluster.host2.role("r0")) == ("secondary", "primary")
+    assert cluster.host1.events() == [["role", "r0", "primary", "secondary"],
+                                      ["connect", "r0"]]
+    assert cluster.host2.events() == [["disconnect", "r0"],
+                                      ["role", "r0", "secondary", "primary"],
+                                      ["connect", "r0"]]
+    assert (cluster.host2.dev_dir / "r0").exists()
+    assert not (cluster.host1.dev_dir / "r0").exists()
+
+
+def test_role_change_behind_the_clusters_back_disconnects_the_peer(cluster):
+    assert ctl(cluster.host2, "role", "init", "r0")[0] == 0
+    cluster.settle()
+    assert cluster.host1.events() == [["disconnect", "r0"]]
+    assert cluster.host1.state("r0")["connected"] is False
+
+
+def test_split_brain_storm_repeats_until_someone_acts(cluster):
+    result = cluster.split_brain("r0", repeats=3, interval=0.01)
+    assert (result.rounds, result.resolved) == (3, False)
+    assert [n for n, _ in result.events] == ["host2", "host1"] * 3
+    assert cluster.host1.events().count(["split-brain", "r0"]) == 3
+    assert cluster.host2.events().count(["split-brain", "r0"]) == 3
+
+
+def test_split_brain_persists_until_resolved(cluster):
+    assert cluster.split_brain("r1", repeats=1, interval=0).rounds == 1
+    cluster.link_loss()
+    cluster.link_return()  # r0 reconnects; r1 meets the split-brain again
+    assert cluster.host1.events()[-3:] == [["connect", "r0"], ["syncstart", "r0"],
+                                           ["split-brain", "r1"]]
+    assert cluster.host2.events()[-1] == ["split-brain", "r1"]
+    assert not cluster.host1.state("r1")["connected"]
+    assert cluster.connect("r1") is False
+
+
+def test_split_brain_recovered_by_hook(tmp_path):
+    """The article's hastrecover: on the secondary, role init, create, role secondary."""
+    marker = tmp_path / "recovered"
+    prog = tmp_path / "recover"
+    prog.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        [ "$1" = split-brain ] || exit 0
+        role=$(hastctl list "$2" | awk '$1 == "role:" {{print $2}}')
+        [ "$role" = primary ] && exit 0
+        mkdir {marker} 2>/dev/null || exit 0
+        hastctl role init "$2" && hastctl create "$2" && hastctl role "$role" "$2"
+        """))
+    prog.chmod(0o755)
+    c = SimCluster(tmp_path / "c", [{"name": "r0", "localpath": "/dev/ada1"}], exec=str(prog))
+    try:
+        c.steady("host1")
+        result = c.split_brain("r0", repeats=20, interval=0.25)
+        assert result.resolved and 1 <= result.rounds < 20
+        c.wait_hooks()
+        # Every split-brain hook reads the role; the first one on the secondary recovers.
+        calls2 = c.host2.calls()
+        assert calls2[0] == ["list", "r0"]
+        assert [a for a in calls2 if a[0] != "list"] == [
+            ["role", "init", "r0"], ["create", "r0"], ["role", "secondary", "r0"]]
+        assert calls2.count(["list", "r0"]) == result.rounds
+        assert c.host1.calls() == [["list", "r0"]] * result.rounds
+        ev2 = c.host2.events()
+        assert ev2[-3:] == [["role", "r0", "secondary", "init"],
+                            ["role", "r0", "init", "secondary"], ["connect", "r0"]]
+        assert c.host1.events()[-2:] == [["connect", "r0"], ["syncstart", "r0"]]
+        # Full synchronization of the recreated secondary: every extent is dirty.
+        dirty = parse_list(ctl(c.host1, "list", "r0")[1])["r0"].dirty
+        assert dirty == 5120 * 2097152
+        assert c.host2.state("r0")["meta"]["resuid"] == c.host1.state("r0")["meta"]["resuid"]
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_pgrep_sees_only_its_node(cluster):
+    pid2 = cluster.host2.worker_pid("r0")
+    pattern = r"hastd: r0 \(secondary\)"
+    r1 = subprocess.run([cluster.host1.pgrep_path, "-f", pattern], capture_output=True,
+                        text=True)
+    r2 = subprocess.run([cluster.host2.pgrep_path, "-lf", pattern], capture_output=True,
+                        text=True)
+    assert (r1.returncode, r1.stdout) == (1, "")
+    assert (r2.returncode, r2.stdout) == (0, f"{pid2} hastd: r0 (secondary)\n")
+    found = {int(p) for p in subprocess.run([cluster.host1.pgrep_path, "-x", "hastd"],
+                                            capture_output=True, text=True).stdout.split()}
+    assert len(cluster.host1.processes()) == 3  # hastd and two primary workers
+    assert set(cluster.host1.processes()) <= found
+    assert not found & set(cluster.host2.processes())
+    assert cluster.host2.processes()[pid2] == "hastd: r0 (secondary)"
+
+
+def test_close_ends_every_process(tmp_path):
+    n = SimNode(tmp_path / "n", "h", [{"name": "r0", "localpath": "/dev/ada1"}])
+    n.set_state("r0", role="primary")
+    pids = [int(n.pidfile.read_text()), n.worker_pid("r0"),
+            n.spawn_lingering_worker("r0", "secondary")]
+    assert all(is_alive(p) for p in pids)
+    n.close()
+    wait_for(lambda: not any(is_alive(p) for p in pids), 5, "processes to end")
+
+
+def test_wrapper_is_a_standalone_executable(node, tmp_path):
+    script = Path(node.hastctl_path).read_text()
+    assert script.startswith(f"#!{sys.executable}")
+    r = subprocess.run([node.hastctl_path, "status", "r1"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert r.returncode == 0 and parse_status(r.stdout)["r1"].role == "init"
