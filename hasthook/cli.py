@@ -15,6 +15,9 @@ from . import __version__, sysexits
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("hasthook.commands.history", "show recorded events"),
+    "check": ("hasthook.commands.check", "check the rules file; exit 78 on errors"),
+    "test": ("hasthook.commands.test", "dry-run an event through the rules"),
+    "schema": ("hasthook.commands.schema", "print the rules file's JSON Schema"),
     "queue": ("hasthook.commands.queue", "list queued, failing and dead messages"),
     "flush": ("hasthook.commands.flush", "send queued messages now (cron: every minute)"),
     "notify-test": ("hasthook.commands.notify_test", "send a test message to a channel"),

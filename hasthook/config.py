@@ -271,13 +271,14 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
         cfg = from_data(saved["data"], path)
         cfg.origin = "cache"
         return cfg, None
+    data: dict[str, Any] = {}
     try:
         data, problems = parse_and_validate(text, path)
         errors = [p for p in problems if not p.warning]
         if errors:
             raise _error(errors)
     except ConfigError as e:
-        return _fallback(path, state_dir, saved, str(e))
+        return _fallback(path, state_dir, saved, str(e), data.get("settings"))
     cfg = from_data(data, path)
     try:
         save_last_good(cfg.settings["state_dir"], source, sha, data)
@@ -286,13 +287,18 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
     return cfg, None
 
 
-def _fallback(path: str, state_dir: str, saved: dict[str, Any] | None,
-              error: str) -> tuple[Config, str]:
+def _fallback(path: str, state_dir: str, saved: dict[str, Any] | None, error: str,
+              settings: Any = None) -> tuple[Config, str]:
+    """The last good copy; else the defaults, with the file's settings if they are valid."""
+    from .schema import validate
+
     saved = saved or read_last_good(state_dir)
     if saved:
         cfg = from_data(saved["data"], path)
         cfg.origin = "last-good"
         return cfg, error
-    cfg = from_data({"settings": {"state_dir": state_dir}}, path)
+    if not (isinstance(settings, dict) and not validate({"settings": settings})):
+        settings = {"state_dir": state_dir}
+    cfg = from_data({"settings": settings}, path)
     cfg.origin = "defaults"
     return cfg, error

@@ -89,7 +89,8 @@ def fields(ev: Event, rule: str | None = None, suppressed: int = 0) -> dict[str,
         "dirty_h": dirty_h, "dirty_human": dirty_h, "remoteaddr": text(ev.remoteaddr),
         "provname": text(ev.provname), "replication": text(ev.replication),
         "cause": text(ev.cause),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ev.time)),
+        # ISO-8601 UTC: readable, sortable, and safe in a snapshot or file name.
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ev.time)),
         "summary": _CONTROL.sub("?", ev.summary), "rule": text(rule),
         "count": str(suppressed + 1), "suppressed": str(suppressed),
         "suppressed_note": (f"\n({suppressed} similar event{'s' if suppressed != 1 else ''} "

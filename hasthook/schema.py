@@ -299,3 +299,37 @@ def _locator(text: str | None):
         return mark.line + 1, mark.column + 1
 
     return locate
+
+
+def file_warnings(path: str, data: dict[str, Any], text: str | None) -> list[Problem]:
+    """What is risky about the file itself: secrets others can read, code others can change."""
+    import stat
+
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return []
+    findings: list[Finding] = []
+    if mode & 0o044:
+        secret = next((p for p, url in channel_urls(data) if secret_url(url)), None)
+        if secret is not None:
+            findings.append((secret, f"this URL holds credentials and {path} is readable by "
+                             f"group/other (mode {mode:04o}); chmod 600 {path}", False, True))
+    from .config import from_data
+
+    why = from_data(data, path).unsafe_reason()
+    if why and _runs_commands(data):
+        findings.append(([], f"command actions and recovery pre-steps will be refused: {why}",
+                         False, True))
+    locate = _locator(text)
+    return [Problem(path, *locate(p, k), _dotted(p), m, w) for p, m, k, w in findings]
+
+
+def _runs_commands(data: dict[str, Any]) -> bool:
+    rules = data.get("rules")
+    for rule in rules if isinstance(rules, list) else []:
+        for action in (rule.get("actions") or []) if isinstance(rule, dict) else []:
+            if isinstance(action, dict) and ("command" in action or (
+                    isinstance(action.get("recover"), dict) and action["recover"].get("pre"))):
+                return True
+    return False

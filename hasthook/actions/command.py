@@ -17,7 +17,7 @@ import subprocess
 from typing import Any
 
 from ..render import render
-from ..units import format_duration, parse_duration
+from ..units import parse_duration
 from . import Context, alert, outcome
 
 DEFAULT_TIMEOUT = "10s"
@@ -52,7 +52,7 @@ def execute(params: dict[str, Any], ctx: Context) -> dict[str, Any]:
         return outcome("command", False, refusal, argv=argv)
     if ctx.dry_run:
         return outcome("command", True, f"would run {shlex.join(argv)} "
-                       f"(timeout {format_duration(timeout)})", argv=argv)
+                       f"(timeout {params.get('timeout', DEFAULT_TIMEOUT)})", argv=argv)
     env = {"PATH": os.environ.get("PATH") or PATH,
            **{f"HASTHOOK_{k.upper()}": v for k, v in ctx.values().items()},
            "HASTHOOK_EVENT_ID": str(ctx.event_id or "")}
@@ -67,10 +67,11 @@ def execute(params: dict[str, Any], ctx: Context) -> dict[str, Any]:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(p)
+        limit = params.get("timeout", DEFAULT_TIMEOUT)
         ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {shlex.join(argv)} timed "
-                      f"out after {format_duration(timeout)}; killed")
-        return outcome("command", False, f"timed out after {format_duration(timeout)}; "
-                       "killed", argv=argv, rc=None)
+                      f"out after {limit}; killed")
+        return outcome("command", False, f"timed out after {limit}; killed", argv=argv,
+                       rc=None)
     finally:
         if p.poll() is None:  # the hook's time box interrupted us
             _kill(p)
