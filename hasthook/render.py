@@ -9,7 +9,6 @@ inserted once, as text; a value that looks like a placeholder stays text.
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from collections.abc import Mapping
@@ -130,6 +129,8 @@ def problems(template: str) -> list[str]:
         if why:
             out.append(f"{tok}: {why}; use a plain name such as {{resource}}")
         elif name not in _FIELD_SET:
+            import difflib  # only `hasthook check` gets here; keep the hook's start-up small
+
             close = difflib.get_close_matches(name.lower(), FIELDS, n=1)
             hint = (f"did you mean {{{close[0]}}}?" if close
                     else "known: " + " ".join(f"{{{f}}}" for f in FIELDS))
