@@ -386,3 +386,18 @@ def test_command_refused_when_others_can_write_the_config(tmp_path):
         assert result["ok"] is False and "writable by group or other" in result["detail"]
         assert not marker.exists()
         target.chmod(0o700 if target.is_dir() else 0o600)
+
+
+def test_own_alerts_are_literal_text_and_raised_once_per_run(tmp_path):
+    store = Store(str(tmp_path / "state"))
+    cfg = from_data({"channels": {"ops": "json://127.0.0.1:9/x", "mail": "json://127.0.0.1:9/y"},
+                     "settings": {"alert_channels": "ops"}})
+    ev = event()
+    with store.transaction() as db:
+        ctx = actions.Context(ev, store.record(ev, db), None, cfg, store, None,
+                              actions.no_hastctl, ev.time)
+        assert actions.alert(ctx, db, "bad {resource}", "see {0} and {rule}") is not None
+        assert actions.alert(ctx, db, "bad {resource}", "again") is None
+    rows = store.db.execute("SELECT channel, title, body FROM outbox").fetchall()
+    assert [tuple(r) for r in rows] == [("ops", "bad {resource}", "see {0} and {rule}")]
+    store.close()

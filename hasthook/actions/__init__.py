@@ -130,8 +130,10 @@ def alert(ctx: Context, db: sqlite3.Connection, title: str, body: str) -> Job | 
     the config has no channel to tell, or this run already raised the same alert.
     """
     channels = ctx.config.alert_channels
-    if not channels or any(j.params.get("title") == title for j in ctx.after
-                           if j.name == "notify" and isinstance(j.params, dict)):
+    # notify renders templates; this is literal text, braces and all
+    title, body = (t.replace("{", "{{").replace("}", "}}") for t in (title, body))
+    if not channels or any(j.name == "notify" and j.params.get("title") == title
+                           for j in ctx.after):
         return None
     job = prepare("notify", {"channels": channels, "title": title, "body": body,
                              "internal": True}, ctx, db)
