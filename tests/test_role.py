@@ -8,11 +8,15 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
+from conftest import command, run_cmd
 
 from hasthook import sysexits
 from hasthook.hast import Metadata, Resource, Result
+from hasthook.sim import SimCluster, SimNode
+from hasthook.sim.core import cmdline
 from hasthook.tools.role import (
     ere_escape,
     hastd_pid,
@@ -23,6 +27,9 @@ from hasthook.tools.role import (
 )
 
 PGREP = shutil.which("pgrep") or "/bin/pgrep"
+# In resource names pgrep looks for, so no other test's (or test run's) workers match.
+U = uuid.uuid4().hex[:6]
+R1, R2, R3, SHARED, DISK = (f"{n}-{U}" for n in ("r1", "r2", "r3", "shared1", "disk0"))
 
 
 class StubHastctl:
@@ -144,12 +151,12 @@ def test_hastd_pid(tmp_path):
 
 
 def test_pgrep_sees_the_title_and_escapes_hostile_names(titled):
-    titled("hastd: aXb (secondary)")
-    assert secondary_running("aXb", PGREP)
+    titled(f"hastd: aXb{U} (secondary)")
+    assert secondary_running(f"aXb{U}", PGREP)
     # Unescaped, "a.b" would match "aXb"; and a name is anchored after "hastd: ".
-    assert not secondary_running("a.b", PGREP)
-    assert not secondary_running("Xb", PGREP)
-    assert not secondary_running("aXb (secondary)|.*", PGREP)
+    assert not secondary_running(f"a.b{U}", PGREP)
+    assert not secondary_running(f"Xb{U}", PGREP)
+    assert not secondary_running(f"aXb{U} (secondary)|.*", PGREP)
 
 
 # -- set_role ----------------------------------------------------------------
@@ -171,49 +178,49 @@ def test_init_and_secondary_go_straight_to_every_resource(node, role):
 
 
 def test_primary_waits_for_the_secondary_worker_to_leave(node, titled):
-    ctl, log = StubHastctl(node["dev_dir"], {"r1": "r1"}, delay=0.3), Log()
-    worker = titled("hastd: r1 (secondary)")
+    ctl, log = StubHastctl(node["dev_dir"], {R1: R1}, delay=0.3), Log()
+    worker = titled(f"hastd: {R1} (secondary)")
     threading.Timer(0.5, worker.stop).start()
     t0 = time.monotonic()
-    assert set_role("primary", ["r1"], ctl, node, log, 10, out=io.StringIO()) == 0
+    assert set_role("primary", [R1], ctl, node, log, 10, out=io.StringIO()) == 0
     assert time.monotonic() - t0 >= 0.5
     assert worker.p.poll() is not None
-    assert ctl.role_calls() == [("role", "primary", "r1")]
-    assert os.path.exists(os.path.join(node["dev_dir"], "r1"))
+    assert ctl.role_calls() == [("role", "primary", R1)]
+    assert os.path.exists(os.path.join(node["dev_dir"], R1))
     assert "waiting up to 10s" in log.text()
 
 
 def test_primary_refuses_while_a_secondary_worker_stays(node, titled):
-    ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2"}), io.StringIO(), Log()
-    titled("hastd: r2 (secondary)")
+    ctl, out, log = StubHastctl(node["dev_dir"], {R1: R1, R2: R2}), io.StringIO(), Log()
+    titled(f"hastd: {R2} (secondary)")
     assert set_role("primary", [], ctl, node, log, 0.4, out=out) == 1
-    assert out.getvalue() == ("FATAL: Secondary process for resource r2 is still running "
+    assert out.getvalue() == (f"FATAL: Secondary process for resource {R2} is still running "
                               "after 0.4 seconds.\n")
     assert ctl.role_calls() == []
-    assert ("crit", "FATAL: Secondary process for resource r2 is still running after 0.4 "
+    assert ("crit", f"FATAL: Secondary process for resource {R2} is still running after 0.4 "
             "seconds. No role was changed.") in log.lines
 
 
 def test_primary_waits_for_the_provider_not_the_resource_name(node):
-    ctl = StubHastctl(node["dev_dir"], {"shared1": "disk0"}, delay=0.3)
-    assert set_role("primary", ["shared1"], ctl, node, Log(), 5, out=io.StringIO()) == 0
-    assert os.path.exists(os.path.join(node["dev_dir"], "disk0"))
+    ctl = StubHastctl(node["dev_dir"], {SHARED: DISK}, delay=0.3)
+    assert set_role("primary", [SHARED], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert os.path.exists(os.path.join(node["dev_dir"], DISK))
 
 
 def test_primary_fails_when_the_provider_never_appears(node):
-    ctl, out = StubHastctl(node["dev_dir"], {"shared1": "disk0"}, make_device=False), io.StringIO()
+    ctl, out = StubHastctl(node["dev_dir"], {SHARED: DISK}, make_device=False), io.StringIO()
     # A device named after the resource does not count.
-    open(os.path.join(node["dev_dir"], "shared1"), "w").close()
-    assert set_role("primary", ["shared1"], ctl, node, Log(), 0.3, out=out) == 1
-    dev = os.path.join(node["dev_dir"], "disk0")
+    open(os.path.join(node["dev_dir"], SHARED), "w").close()
+    assert set_role("primary", [SHARED], ctl, node, Log(), 0.3, out=out) == 1
+    dev = os.path.join(node["dev_dir"], DISK)
     assert out.getvalue() == f"GEOM provider {dev} did not appear.\n"
-    assert ctl.role_calls() == [("role", "primary", "shared1")]
+    assert ctl.role_calls() == [("role", "primary", SHARED)]
 
 
 def test_primary_changes_exactly_the_named_resources(node):
-    ctl = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2", "r3": "r3"})
-    assert set_role("primary", ["r3", "r1", "r3"], ctl, node, Log(), 5, out=io.StringIO()) == 0
-    assert ctl.role_calls() == [("role", "primary", "r3"), ("role", "primary", "r1")]
+    ctl = StubHastctl(node["dev_dir"], {R1: R1, R2: R2, R3: R3})
+    assert set_role("primary", [R3, R1, R3], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert ctl.role_calls() == [("role", "primary", R3), ("role", "primary", R1)]
 
 
 def test_unknown_resource_changes_nothing(node):
@@ -238,12 +245,12 @@ def test_a_failed_role_change_names_the_resource_and_goes_on(node):
 
 
 def test_dry_run_changes_nothing(node, titled):
-    ctl, out = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO()
-    titled("hastd: r1 (secondary)")
+    ctl, out = StubHastctl(node["dev_dir"], {R1: R1}), io.StringIO()
+    titled(f"hastd: {R1} (secondary)")
     assert set_role("primary", [], ctl, node, Log(), 60, True, out=out) == 0
     assert ctl.role_calls() == []
-    assert "would wait up to 60s for 'hastd: r1 (secondary)'" in out.getvalue()
-    assert "would run hastctl role primary r1" in out.getvalue()
+    assert f"would wait up to 60s for 'hastd: {R1} (secondary)'" in out.getvalue()
+    assert f"would run hastctl role primary {R1}" in out.getvalue()
 
 
 def test_bad_arguments(node):
@@ -251,3 +258,136 @@ def test_bad_arguments(node):
     assert set_role("master", [], ctl, node, Log(), 1, out=io.StringIO()) == sysexits.EX_USAGE
     assert set_role("init", [], ctl, node, Log(), -1, out=io.StringIO()) == sysexits.EX_USAGE
     assert ctl.calls == []
+
+
+# -- `hasthook role` on the simulator ------------------------------------------------
+
+@pytest.fixture
+def token() -> str:
+    """Resource names unique to this test, so pgrep meets no other test's workers."""
+    return uuid.uuid4().hex[:6]
+
+
+def role_config(write_config, node: SimNode) -> str:
+    """The node's hastctl, pid file and /dev/hast; its pgrep sees no other node's workers."""
+    return str(write_config(hastctl=node.hastctl_path, hastd_pidfile=str(node.pidfile),
+                            dev_dir=str(node.dev_dir), commands={"pgrep": node.pgrep_path}))
+
+
+def role_calls(node: SimNode) -> list[list[str]]:
+    return [c for c in node.calls() if c and c[0] == "role"]
+
+
+def test_switchover_waits_until_the_peer_lets_go(tmp_path, write_config, syslog, token):
+    res = f"db{token}"
+    with SimCluster(tmp_path / "c", [{"name": res, "localpath": "/dev/ada1"}]) as c:
+        c.steady("host1")
+        old = c.host2.worker_pid(res)
+        assert old and cmdline(old) == [f"hastd: {res} (secondary)"]
+        p = subprocess.Popen([command("hasthook"), "-c", role_config(write_config, c.host2),
+                              "role", "primary", res, "--wait", "30"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            syslog.wait_for(f"waiting up to 30s for the secondary worker of {res}")
+            assert role_calls(c.host2) == []
+            # The peer steps down; its worker's going ends the connection and ours.
+            c.host1.set_role(res, "secondary")
+            c.settle(res)
+            out, err = p.communicate(timeout=30)
+        finally:
+            p.kill()
+        assert (p.returncode, out, err) == (0, "", "")
+        assert role_calls(c.host2) == [["role", "primary", res]]
+        assert c.host2.role(res) == "primary" and (c.host2.dev_dir / res).exists()
+        syslog.wait_for(f"[{res}] role set to primary")
+
+
+def test_a_secondary_worker_that_never_leaves_changes_nothing(tmp_path, write_config, token):
+    a, b = f"a{token}", f"b{token}"
+    with SimNode(tmp_path / "n", "host1", [{"name": a, "localpath": "/dev/ada1"},
+                                           {"name": b, "localpath": "/dev/ada2"}]) as node:
+        node.set_state(a, role="secondary")
+        node.set_state(b, role="secondary")
+        node.spawn_lingering_worker(b)
+        r = run_cmd(command("hasthook"), "-c", role_config(write_config, node), "role",
+                    "primary", "--wait", "0.5")
+        assert r.returncode == 1
+        assert r.stderr == (f"FATAL: Secondary process for resource {b} is still running "
+                            "after 0.5 seconds.\n")
+        assert role_calls(node) == []
+        assert node.role(a) == node.role(b) == "secondary"
+
+
+def test_provider_name_differs_from_resource_name(tmp_path, write_config, token):
+    res = f"shared{token}"
+    with SimNode(tmp_path / "n", "host1", [
+            {"name": res, "localpath": "/dev/ada1", "provname": f"disk{token}"}]) as node:
+        node.set_state(res, role="secondary")
+        cfg = role_config(write_config, node)
+        r = run_cmd(command("hasthook"), "-c", cfg, "role", "primary", res, "--wait", "5")
+        assert (r.returncode, r.stderr) == (0, "")
+        assert (node.dev_dir / f"disk{token}").exists()
+        assert not (node.dev_dir / res).exists()
+
+
+def test_provider_that_never_appears(tmp_path, write_config, token):
+    res = f"shared{token}"
+    with SimNode(tmp_path / "n", "host1", [
+            {"name": res, "localpath": "/dev/ada1", "provname": f"disk{token}"}]) as node:
+        node.set_state(res, role="secondary")
+        node.fail_role(res, "worker-exit")   # primary, then the worker dies: back to init
+        r = run_cmd(command("hasthook"), "-c", role_config(write_config, node), "role",
+                    "primary", res, "--wait", "0.3")
+        assert r.returncode == 1
+        assert r.stderr == f"GEOM provider {node.dev_dir}/disk{token} did not appear.\n"
+
+
+def test_hastd_not_running_is_69_and_touches_nothing(tmp_path, write_config, token):
+    res = f"r{token}"
+    with SimNode(tmp_path / "n", "host1", [{"name": res, "localpath": "/dev/ada1"}]) as node:
+        node.stop_hastd()
+        assert node.pidfile.exists()  # left behind, as FreeBSD's is
+        r = run_cmd(command("hasthook"), "-c", role_config(write_config, node), "role",
+                    "secondary")
+        assert r.returncode == sysexits.EX_UNAVAILABLE
+        assert r.stderr.startswith("hasthook: hastd is not running (pid ")
+        assert r.stderr.count("\n") == 1
+        assert role_calls(node) == []
+
+
+def test_boot_time_secondary_for_every_resource(tmp_path, write_config, token):
+    names = [f"r{i}{token}" for i in range(3)]
+    with SimNode(tmp_path / "n", "host1",
+                 [{"name": n, "localpath": f"/dev/ada{i}"} for i, n in enumerate(names)]) as node:
+        r = run_cmd(command("hasthook"), "-c", role_config(write_config, node), "role",
+                    "secondary")
+        assert (r.returncode, r.stderr) == (0, "")
+        assert role_calls(node) == [["role", "secondary", n] for n in names]
+        assert [node.role(n) for n in names] == ["secondary"] * 3
+
+
+def test_hastd_refusing_one_resource(tmp_path, write_config, token):
+    a, b = f"a{token}", f"b{token}"
+    with SimNode(tmp_path / "n", "host1", [{"name": a, "localpath": "/dev/ada1"},
+                                           {"name": b, "localpath": "/dev/ada2"}]) as node:
+        node.fail_role(a, 5)
+        r = run_cmd(command("hasthook"), "-c", role_config(write_config, node), "role", "init",
+                    a, b, "--wait", "1")
+        assert r.returncode == sysexits.EX_SOFTWARE
+        assert r.stderr == (f"hasthook: [{a}] unable to change role to init: exit status 5: "
+                            f"[WARNING] [{a}] Received error 5 from hastd.\n")
+        assert role_calls(node) == [["role", "init", a], ["role", "init", b]]
+
+
+
+def test_a_partial_dump_is_not_every_resource(node):
+    """hastctl dump prints what it could read and fails for the rest: ask for names."""
+    ctl, out = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO()
+    ctl.dump = lambda *n: ({"r1": Metadata("r1")},
+                           Result(["dump"], 66, "", "[ERROR] [r2] Unable to open /dev/ada2: "
+                                                    "No such file or directory.\n"))
+    assert set_role("init", [], ctl, node, Log(), 1, out=out) == 66
+    assert out.getvalue() == ("hasthook: cannot list resources with hastctl dump (exit status "
+                              "66: [ERROR] [r2] Unable to open /dev/ada2: No such file or "
+                              "directory.); name the resources\n")
+    assert ctl.role_calls() == []

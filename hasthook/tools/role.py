@@ -137,10 +137,13 @@ def resolve(resources: list[str], hastctl: Hastctl) -> list[str]:
     if names and names != ["all"]:
         return names
     meta, r = hastctl.dump()
+    if not r.ok:
+        # Even a partial answer: acting on "all but the one it could not read" silently
+        # is not what the admin asked for.
+        raise RoleError(f"cannot list resources with hastctl dump ({_why(r)}); "
+                        "name the resources", _code(r))
     if not meta:
-        why = _why(r) if not r.ok else "no resources in it"
-        raise RoleError(f"cannot list resources with hastctl dump: {why}",
-                        _code(r) if not r.ok else sysexits.EX_CONFIG)
+        raise RoleError("hastctl dump lists no resources", sysexits.EX_CONFIG)
     return list(meta)
 
 
