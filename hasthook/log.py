@@ -22,6 +22,7 @@ FACILITIES = {
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5,
           "info": 6, "debug": 7}
 SOCKETS = ("/var/run/log", "/dev/log")
+SEND_TIMEOUT = 2.0
 
 
 def _is_socket(path: str) -> bool:
@@ -84,6 +85,9 @@ class Log:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sock.connect(self._path)
+                # A full or stuck syslogd must not hang the hook (a recovery holds
+                # off the time box): past this, the line goes to the fallback file.
+                self._sock.settimeout(SEND_TIMEOUT)
             self._sock.send(data[:8192])
             return True
         except OSError:

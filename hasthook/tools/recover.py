@@ -1,0 +1,503 @@
+"""Split-brain recovery: the article's hastrecover.sh, with the guards automation needs.
+
+On the node whose divergent writes are to be thrown away (never the primary):
+
+    hastctl role init RES; hastctl create RES; hastctl role ROLE RES
+
+`hasthook recover` (the admin) and the `recover` action (a split-brain rule)
+both call Recoverer.run, so that sequence exists once. Around it:
+
+- a per-resource flock in the state dir: split-brain hooks started together
+  run it once, the others see `busy` and leave at once;
+- the role is read right before the first hastctl call (after `delay`), so a
+  node that turned primary meanwhile is left alone;
+- for the action, `cooldown` and `max_attempts` within `window`, kept in the
+  `recoveries` table so they hold across hook processes. hastd repeats
+  split-brain every 10 s: one detected before the last recovery settled is
+  `handled`, not a loop; one after it, within the limits, is a loop and raises
+  one critical alert per episode;
+- `pre` steps (e.g. a zfs snapshot) run before anything changes; any failure aborts;
+- a failing step stops the sequence and puts the resource back to its role;
+- the role changes the sequence will cause are written down (`expect`) before
+  the first hastctl call; the role hooks hastd fires for them claim them and
+  are recorded with cause `recover` (see mark_cause);
+- SIGALRM (the hook's time box) is held off from the first change until the
+  outcome is recorded, so a resource is never left in init by a timeout.
+
+Every outcome worth telling (recovered, dry run, failed, loop) becomes a
+synthetic `recover` event with cause `recover`, handed to `publish`, which
+records it and routes it like any event (hasthook/actions/recover.py);
+syslog always gets a line of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..event import Event
+from ..hast import Hastctl
+from ..log import FACILITIES
+from ..units import format_duration
+
+# hastd's RETRY_SLEEP: split-brain detected within one retry of a recovery's
+# end may predate it (the hook process started late), so it is not a loop.
+SETTLE = 10.0
+# How long after a recovery ends the role hooks it caused may still arrive.
+CLAIM_GRACE = 60.0
+PRE_TIMEOUT = 60.0
+
+DEFAULTS: dict[str, Any] = {"delay": 2.0, "cooldown": 600.0, "max_attempts": 3, "window": 3600.0}
+# settings.recover.syslog: the article's `logger -p user.notice -t hast-recover`.
+SYSLOG = {"facility": "user", "level": "notice", "tag": "hast-recover"}
+# Rows in these states were real attempts: they count for cooldown and max_attempts.
+# (Rows are read for one dry-run mode at a time, so a rehearsal never blocks the real thing.)
+ATTEMPTS = ("running", "recovered", "failed", "pre-failed", "interrupted", "dry-run")
+# Outcomes that are not a failure of the recovery machinery.
+OK_STATES = ("recovered", "dry-run", "primary", "busy", "handled")
+ALERT_LOOP = "recovery loop"
+
+
+@dataclass
+class Step:
+    """One program run: which step, its argv, exit status (None: did not run or timed out)."""
+
+    name: str
+    argv: list[str]
+    rc: int | None = None
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def line(self) -> str:
+        status = "not run" if self.rc is None and not self.stderr else (
+            f"exit {self.rc}" if self.rc is not None else "could not run")
+        err = f": {self.stderr}" if self.stderr and not self.ok else ""
+        return f"{' '.join(self.argv)} -> {status}{err}"
+
+
+@dataclass
+class Outcome:
+    """What one recovery call did; `alert` names the critical alert it raised, if any."""
+
+    resource: str
+    host: str
+    state: str
+    detail: str = ""
+    role_before: str | None = None
+    role_after: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    dry_run: bool = False
+    recovery_id: int | None = None
+    event_id: int | None = None      # the split-brain event it answered
+    alert: str | None = None
+    report_id: int | None = None     # the `recover` event recording this outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.state in OK_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The automatic recovery's guards (the command has none: the admin decided)."""
+
+    cooldown: float = DEFAULTS["cooldown"]
+    max_attempts: int = DEFAULTS["max_attempts"]
+    window: float = DEFAULTS["window"]
+
+
+@dataclass
+class Decision:
+    state: str  # run | handled | cooldown | max-attempts
+    detail: str = ""
+    alert: bool = False
+
+
+def decide(rows: list[dict[str, Any]], event_time: float, now: float, limits: Limits) -> Decision:
+    """May an automatic recovery run now? Pure.
+
+    `rows` are the resource's recovery rows (same dry-run mode), newest first.
+    """
+    attempts = [r for r in rows if r["state"] in ATTEMPTS]
+    last = attempts[0] if attempts else None
+    ended = (last["finished"] or last["started"]) if last else None
+    if last is not None and event_time < ended + SETTLE:
+        return Decision("handled", f"split-brain detected before recovery #{last['id']} "
+                                   f"({last['state']}) settled; nothing to do")
+    # One alert per episode: a `blocked` row after the last attempt means it was raised.
+    alerted = {r["reason"] for r in rows if r["state"] == "blocked"
+               and (last is None or r["started"] >= last["started"])}
+    recent = [a for a in attempts if a["started"] > now - limits.window]
+    if len(recent) >= limits.max_attempts:
+        until = (recent[limits.max_attempts - 1]["started"] + limits.window
+                 if limits.max_attempts > 0 else None)
+        return Decision(
+            "max-attempts",
+            f"{len(recent)} recoveries within {format_duration(limits.window)} "
+            f"(max_attempts {limits.max_attempts}); automatic recovery stopped"
+            + (f" for {format_duration(until - now)}" if until else ""),
+            alert="max-attempts" not in alerted)
+    if last is not None and now < ended + limits.cooldown:
+        return Decision(
+            "cooldown",
+            f"split-brain again {format_duration(now - ended)} after recovery #{last['id']} "
+            f"({last['state']}); no recovery within cooldown "
+            f"{format_duration(limits.cooldown)}, next possible in "
+            f"{format_duration(ended + limits.cooldown - now)}",
+            # A failed attempt already alerted; a successful one that did not hold is the loop.
+            # (A dry run fixed nothing, so split-brain going on after it is no loop.)
+            alert=last["state"] == "recovered" and "cooldown" not in alerted)
+    return Decision("run")
+
+
+def read_role(ctl: Hastctl, resource: str) -> tuple[str | None, str]:
+    """The resource's role from `hastctl list`, or None and why it is unknown."""
+    listed, r = ctl.list(resource)
+    res = listed.get(resource)
+    if res is not None and res.error is not None:
+        return None, f"hastctl: error {res.error} for {resource}"
+    if res is None or not res.role:
+        why = (r.stderr.strip() or f"exit status {r.rc}").splitlines()
+        return None, why[-1] if why else "no output"
+    return res.role, ""
+
+
+def expected_changes(role: str, target: str) -> list[list[str]]:
+    """The role hooks the sequence makes hastd fire (none for an unchanged role)."""
+    out = []
+    if role != "init":
+        out.append([role, "init"])
+    if target != "init":
+        out.append(["init", target])
+    return out
+
+
+class ResourceLock:
+    """A non-blocking flock on state_dir/recover.RES.lock; `held` says whether we got it."""
+
+    def __init__(self, state_dir: str, resource: str):
+        safe = "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02x}" for c in resource)
+        self.path = os.path.join(state_dir, f"recover.{safe}.lock")
+        self.fd = -1
+        self.held = False
+
+    def __enter__(self) -> ResourceLock:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self
+        self.held = True
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def holder(self) -> str:
+        try:
+            return os.pread(self.fd, 32, 0).decode().strip() or "?"
+        except OSError:
+            return "?"
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+        self.fd = -1
+
+
+class _HoldAlarm:
+    """Block SIGALRM (the hook's time box) while HAST is changed; it fires after."""
+
+    def __enter__(self) -> None:
+        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+
+    def __exit__(self, *exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+
+def run_pre(argv: Sequence[str], timeout: float = PRE_TIMEOUT) -> Step:
+    """Run one pre-step argv (no shell); never raises."""
+    argv = [str(a) for a in argv]
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           errors="replace", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Step("pre", argv, None, f"timed out after {timeout:g}s")
+    except OSError as e:
+        return Step("pre", argv, None, f"{argv[0]}: {e.strerror}")
+    return Step("pre", argv, p.returncode, _last(p.stderr) or _last(p.stdout))
+
+
+def _last(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class Recoverer:
+    """Runs recoveries on this node; shared by `hasthook recover` and the `recover` action.
+
+    `publish(event) -> id` records the synthetic `recover` event of each
+    outcome worth telling and routes it (default: record only); `out` gets
+    one line per step for a human at a terminal. `refuse_pre` is why pre-steps
+    must not run (a config others can write): the recovery then aborts.
+    """
+
+    def __init__(self, hastctl: Hastctl, log: Any, settings: dict[str, Any], host: str,
+                 store: Any = None, publish: Callable[[Event], int | None] | None = None,
+                 out: Callable[[str], None] | None = None, refuse_pre: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time):
+        self.ctl = hastctl
+        self.log = log
+        self.settings = settings
+        self.host = host
+        self.store = store
+        self.publish = publish
+        self.refuse_pre = refuse_pre
+        self.out = out or (lambda _line: None)
+        self.sleep = sleep
+        self.clock = clock
+        conf = settings.get("recover") or {}
+        self.restore_role = conf.get("restore_role")
+        sl = {**SYSLOG, **(conf.get("syslog") or {})}
+        self._syslog = (FACILITIES[sl["facility"]], sl["level"], sl["tag"])
+
+    # -- the one sequence ------------------------------------------------
+
+    def run(self, resource: str, *, delay: float = DEFAULTS["delay"],
+            restore_role: str | None = None, dry_run: bool = False,
+            pre: Sequence[Sequence[str]] = (), limits: Limits | None = None,
+            event_time: float | None = None, event_id: int | None = None,
+            origin: str = "command") -> Outcome:
+        """Recover one resource; `limits` (the action) adds cooldown and max_attempts."""
+        o = Outcome(resource, self.host, "busy", dry_run=dry_run, event_id=event_id)
+        state_dir = self.settings.get("state_dir") or "/var/db/hasthook"
+        with ResourceLock(state_dir, resource) as lock:
+            if not lock.held:
+                o.detail = f"a recovery of {resource} is already running (pid {lock.holder()})"
+                self.log.info(f"HAST [{resource}] {o.detail}; leaving it to that one")
+                return o
+            self._reap(resource)
+            if limits is not None and self.store is not None:
+                now = self.clock()
+                rows = self.store.recoveries(
+                    resource, since=now - max(limits.window, limits.cooldown) - SETTLE,
+                    dry_run=dry_run)
+                d = decide(rows, now if event_time is None else event_time, now, limits)
+                if d.state != "run":
+                    o.state, o.detail = d.state, d.detail
+                    return self._blocked(o, d, origin)
+            if delay > 0:
+                self.log.info(f"HAST [{resource}] recovery: waiting {delay:g}s before "
+                              f"reading the role")
+                self.sleep(delay)
+            role, why = read_role(self.ctl, resource)
+            o.role_before = o.role_after = role
+            if role is None:
+                o.state, o.detail = "no-role", f"cannot read the role of {resource}: {why}"
+                o.alert = f"recovery failed: {why}"
+                self.log.error(f"HAST [{resource}] recover: {o.detail}; nothing done")
+                return self._report(o, origin)
+            if role == "primary":
+                o.state, o.detail = "primary", "role is primary; nothing to recover"
+                self.log.notice(f"HAST [{resource}] role primary: not recovering the primary")
+                return o
+            target = ((restore_role or self.restore_role or "init") if role == "init"
+                      else role)
+            return self._reset(o, role, target, pre, origin)
+
+    def _reset(self, o: Outcome, role: str, target: str, pre: Sequence[Sequence[str]],
+               origin: str) -> Outcome:
+        res = o.resource
+        fac, level, tag = self._syslog
+        self.log(level, f"HAST [{res}] recover role {role}" + (" (dry run)" if o.dry_run else ""),
+                 facility=fac, tag=tag)
+        plan = [Step("pre", [str(a) for a in argv]) for argv in pre] + [
+            Step("init", [self.ctl.path, "role", "init", res]),
+            Step("create", [self.ctl.path, "create", res]),
+            Step("role", [self.ctl.path, "role", target, res]),
+        ]
+        if o.dry_run:
+            o.state, o.steps = "dry-run", plan
+            o.detail = "dry run, nothing changed; would run: " + "; ".join(
+                " ".join(s.argv) for s in plan)
+            for s in plan:
+                self.out(f"would run: {' '.join(s.argv)}")
+            if self.store is not None:
+                o.recovery_id = self.store.recovery_add(
+                    res, self.host, origin, "dry-run", self.clock(), dry_run=True,
+                    event_id=o.event_id, role_before=role, steps=[asdict(s) for s in plan],
+                    detail=o.detail, finished=self.clock(), pid=os.getpid())
+            return self._report(o, origin)
+        with _HoldAlarm():
+            if self.store is not None:
+                o.recovery_id = self.store.recovery_add(
+                    res, self.host, origin, "running", self.clock(), event_id=o.event_id,
+                    role_before=role, expect=expected_changes(role, target), pid=os.getpid())
+            o.state = "running"
+            try:
+                self._sequence(o, role, target, plan)
+            finally:
+                if o.state == "running":  # an exception escaped: never leave the row `running`
+                    o.state, o.detail = "interrupted", "recovery interrupted by an error"
+                if self.store is not None and o.recovery_id is not None:
+                    self.store.recovery_update(
+                        o.recovery_id, state=o.state, finished=self.clock(),
+                        role_after=o.role_after, steps=[asdict(s) for s in o.steps],
+                        detail=o.detail)
+            return self._report(o, origin)
+
+    def _sequence(self, o: Outcome, role: str, target: str, plan: list[Step]) -> None:
+        res = o.resource
+        for step in plan:
+            if step.name == "pre":
+                done = (Step("pre", step.argv, None, f"refused: {self.refuse_pre}")
+                        if self.refuse_pre else run_pre(step.argv))
+            else:
+                r = (self.ctl.create(res) if step.name == "create"
+                     else self.ctl.role(step.argv[-2], res))
+                done = Step(step.name, r.argv, r.rc, _last(r.stderr))
+            o.steps.append(done)
+            self.out(done.line())
+            if done.ok:
+                continue
+            if done.name == "pre":
+                o.state = "pre-failed"
+                o.detail = (f"pre-step failed: {done.line()}; recovery aborted, "
+                            f"nothing changed")
+                o.alert = f"pre-step failed: {done.stderr or f'exit {done.rc}'}"
+                self.log.crit(f"HAST [{res}] {o.detail}")
+                return
+            o.state = "failed"
+            o.alert = f"recovery failed: {done.stderr or f'exit status {done.rc}'}"
+            o.detail = f"{done.line()}; sequence stopped"
+            now_role, why = read_role(self.ctl, res)
+            if now_role is not None and now_role != role:
+                back = self.ctl.role(role, res)
+                restore = Step("restore", back.argv, back.rc, _last(back.stderr))
+                o.steps.append(restore)
+                self.out(restore.line())
+                now_role = role if back.ok else now_role
+                o.detail += (f"; put back to role {role}" if back.ok else
+                             f"; could NOT put it back to role {role}: {restore.stderr}")
+            o.role_after = now_role
+            if now_role is None:
+                o.detail += f"; role now unknown ({why})"
+            self.log.crit(f"HAST [{res}] recovery FAILED: {o.detail}")
+            return
+        o.state = "recovered"
+        o.role_after, _ = read_role(self.ctl, res)
+        o.role_after = o.role_after or target
+        o.detail = (f"role {role} -> init -> {target}: local divergent writes discarded, "
+                    f"a full resync from the primary follows"
+                    if target != "init" else
+                    f"role {role} -> init: local divergent writes discarded; the resource "
+                    f"stays in init and will not sync until set to secondary")
+        self.log.notice(f"HAST [{res}] recovered: {o.detail}")
+
+    # -- guards ------------------------------------------------------------
+
+    def _reap(self, resource: str) -> None:
+        """A `running` row we did not write belongs to a process that died mid-recovery."""
+        if self.store is None:
+            return
+        for row in self.store.recovery_reap(resource, self.clock()):
+            o = Outcome(resource, self.host, "interrupted", recovery_id=row["id"],
+                        role_before=row["role_before"])
+            o.detail = (f"recovery #{row['id']} (pid {row['pid']}, started "
+                        f"{_iso(row['started'])}) died before it finished; check the role "
+                        f"of {resource} (it may be left in init)")
+            o.alert = "recovery interrupted"
+            self.log.crit(f"HAST [{resource}] {o.detail}")
+            self._report(o, row["origin"])
+
+    def _blocked(self, o: Outcome, d: Decision, origin: str) -> Outcome:
+        if not d.alert:
+            self.log.info(f"HAST [{o.resource}] no recovery: {d.detail}")
+            return o
+        o.alert = ALERT_LOOP
+        self.log.crit(f"HAST [{o.resource}] {ALERT_LOOP}: {d.detail}")
+        if self.store is not None:
+            o.recovery_id = self.store.recovery_add(
+                o.resource, self.host, origin, "blocked", self.clock(), reason=d.state,
+                dry_run=o.dry_run, event_id=o.event_id, detail=d.detail, finished=self.clock(),
+                pid=os.getpid())
+        return self._report(o, origin)
+
+    # -- telling -----------------------------------------------------------
+
+    def _report(self, o: Outcome, origin: str) -> Outcome:
+        """Publish the outcome as a synthetic `recover` event; never raises."""
+        what = f"{o.alert}: {o.detail}" if o.alert else (
+            f"split-brain recovery (dry run): {o.detail}" if o.dry_run
+            else f"split-brain recovered: {o.detail}")
+        if o.dry_run and o.alert:
+            what = f"(dry run) {what}"
+        # A rehearsal's alerts are warnings: nothing was at stake.
+        severity = ("critical" if o.alert and not o.dry_run else
+                    "warning" if o.alert or not o.dry_run else "info")
+        ev = Event("recover", o.resource, self.host, self.clock(), severity=severity,
+                   role=o.role_after, cause="recover",
+                   extra={"what": what, "origin": origin, **o.to_dict()})
+        ev.extra.pop("host", None)
+        ev.extra.pop("resource", None)
+        publish = self.publish or (self.store.record if self.store is not None else None)
+        if publish is not None:
+            try:
+                o.report_id = publish(ev)
+            except Exception as e:  # noqa: BLE001 - syslog already has the outcome
+                self.log.error(f"HAST [{o.resource}] cannot record or route the recovery "
+                               f"outcome: {type(e).__name__}: {e}")
+        return o
+
+
+def report_text(ev: Event) -> str:
+    """The per-recovery report body: resource, host, roles, each step and its exit status."""
+    x = ev.extra
+    lines = [ev.summary, "",
+             f"resource: {ev.resource}", f"host: {ev.host}",
+             f"outcome: {x.get('state')}",
+             f"role before: {x.get('role_before') or 'unknown'}",
+             f"role after: {x.get('role_after') or 'unknown'}"]
+    steps = x.get("steps") or []
+    if steps:
+        lines.append("steps:")
+        lines += [f"  {Step(**s).line() if isinstance(s, dict) else s}" for s in steps]
+    if x.get("state") == "recovered":
+        lines += ["", "Local divergent writes on this node were discarded; a full resync "
+                      "from the primary follows. The next syncdone resolves the split-brain."]
+    return "\n".join(lines)
+
+
+def mark_cause(ev: Event, store: Any) -> None:
+    """Tag a role event our own recovery caused with cause `recover`; never raises.
+
+    Called by hasthook-exec before the event is recorded: it claims one of
+    the role changes a recovery of that resource said it would cause.
+    """
+    if ev.event != "role" or ev.cause is not None or not ev.old_role or not ev.new_role:
+        return
+    try:
+        rec = store.recovery_claim(ev.resource, ev.old_role, ev.new_role, ev.time, CLAIM_GRACE)
+    except Exception:  # noqa: BLE001 - an untagged event is still recorded and notified
+        return
+    if rec is not None:
+        ev.cause = "recover"
+        ev.extra["recovery_id"] = rec
