@@ -127,6 +127,10 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     from .store import Store
 
     store = Store(settings["state_dir"])
+    if ev.event == "role":  # a role change our own split-brain recovery made? (cause recover)
+        from .tools.recover import mark_cause
+
+        mark_cause(ev, store)
     try:
         take_spool(store, settings["state_dir"])
         with store.transaction() as db:
@@ -204,6 +208,11 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
                     held.append({"rule": m.name, "by": d.reason, "count": d.state.suppressed})
                     log.info(f"[{ev.resource}] {ev.event} suppressed by rule {m.name!r} "
                              f"({d.reason}; {d.state.suppressed} since it last acted)")
+                    # The throttle holds back messages; an action with guards of its
+                    # own (recover: cooldown, max_attempts) still gets every event.
+                    jobs += [actions.prepare(name, params, ctx(m), db)
+                             for name, params in m.actions
+                             if getattr(actions.get(name), "OWN_GUARDS", False)]
                     continue
                 suppressed = d.suppressed
             for name, params in m.actions:

@@ -66,6 +66,13 @@ DEFAULTS: dict[str, tuple[str, str]] = {
         "[info] {resource} is now {new_role} on {host}",
         "{summary}. Status {status}, dirty {dirty_h}.{suppressed_note}",
     ),
+    # The outcome of a split-brain recovery (hasthook/tools/recover.py): its summary
+    # says what happened; the steps are in `hasthook history --event recover --json`.
+    "recover": (
+        "[{severity}] {summary}",
+        "{summary}.\nLocal role now {role}. Each step and its exit status: "
+        "hasthook history --event recover --json",
+    ),
     "resolved": (
         "[resolved] {event} on {resource} ({host})",
         "{summary}.",

@@ -53,7 +53,13 @@ def match(ev: Event, rules: Iterable[dict[str, Any]]) -> list[Match]:
 
 
 def matches(ev: Event, m: dict[str, Any]) -> bool:
-    """Does one rule's `match` block accept the event? Every key given must hold."""
+    """Does one rule's `match` block accept the event? Every key given must hold.
+
+    What a split-brain recovery causes (its role changes, its report) is told by
+    the recovery itself, so only a rule that names `cause` sees cause `recover`.
+    """
+    if ev.cause == "recover" and "cause" not in m:
+        return False
     for key, want in m.items():
         test = _TESTS.get(key)
         if test is None or not test(ev, want):

@@ -1,0 +1,69 @@
+"""Reset a split-brained resource on this node (the article's hastrecover.sh).
+
+Waits --delay seconds, reads the role, and unless it is primary runs
+`hastctl role init RES`, `hastctl create RES`, `hastctl role ROLE RES`: this
+node's divergent writes are discarded and it resyncs from the primary. A
+resource found in init goes back to init unless --restore-role secondary.
+
+Exit status: 0 recovered (or primary: nothing to do), 64 no resource given,
+69 the role could not be read or a step failed (the resource is put back to
+its role), 75 another recovery of the resource is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import sysexits
+from ..units import parse_duration
+
+USAGE = "usage: hasthook recover RESOURCE [--delay SECONDS] [--dry-run] " \
+        "[--restore-role secondary] [-c FILE]"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Optional here so a missing name gets the article's usage line and 64, not argparse's 2.
+    p.add_argument("resource", nargs="?", metavar="RESOURCE", help="the HAST resource")
+    p.add_argument("--delay", metavar="SECONDS", default="2",
+                   help="wait this long before reading the role (default 2, as the article)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read the role and print what would run; change nothing")
+    p.add_argument("--restore-role", choices=("init", "secondary"), default=None,
+                   help="role for a resource found in init (default: init, as the article)")
+
+
+def run(args: argparse.Namespace, app) -> int:
+    if not args.resource:
+        print(USAGE, file=sys.stderr)
+        return sysexits.EX_USAGE
+    try:
+        delay = parse_duration(args.delay)
+    except ValueError as e:
+        print(f"hasthook recover: --delay: {e}", file=sys.stderr)
+        return sysexits.EX_USAGE
+    from ..actions.recover import notifier
+    from ..tools.recover import Recoverer
+
+    publish = notifier(app.cfg, app.store, app.log)
+    rec = Recoverer(app.hastctl, app.log, app.settings, app.cfg.hostname, store=app.store,
+                    publish=publish, out=print)
+    o = rec.run(args.resource, delay=delay, restore_role=args.restore_role,
+                dry_run=args.dry_run, origin="command")
+    publish.flush()
+    _deliver(app)
+    if o.state in ("recovered", "dry-run", "primary"):
+        print(f"{args.resource}: {o.detail}")
+        return sysexits.EX_OK
+    print(f"hasthook recover: {args.resource}: {o.detail}", file=sys.stderr)
+    return sysexits.EX_TEMPFAIL if o.state == "busy" else sysexits.EX_UNAVAILABLE
+
+
+def _deliver(app) -> None:
+    """Send what rules named `cause: recover` queued; what cannot go stays queued."""
+    from ..deliver import drain
+
+    try:
+        drain(app.store, app.cfg, app.log)
+    except Exception as e:  # noqa: BLE001 - `hasthook flush` and the next hook retry
+        app.log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
