@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import subprocess
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
+from conftest import command, run_cmd
 
 from hasthook.hast import Result
+from hasthook.sim import SimNode
 from hasthook.tools.dirty import (
     DirtyState,
     awk_field2,
@@ -150,3 +159,154 @@ def test_nagios_unknown_and_hostile_names():
     assert code == 2
     text, perf = line.split(" | ")
     assert "|" not in text and perf == "'it''s/x'=9B;0;1;0;"
+
+
+# -- the article's own hastdirty.sh against `hasthook dirty`, on the simulator --------
+
+SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "000_19f174c6ee4e0dd1.txt"
+FLAGS = [[f"-{c}" for c in combo] for n in range(4) for combo in itertools.combinations("aqh", n)]
+# getopts takes bundled flags too; so must we.
+FLAGS += [["-" + "".join(c[1] for c in f)] for f in FLAGS if len(f) > 1]
+
+
+def article_script(title: str) -> str:
+    """A script from the article: from `#!/bin/sh` after its title line to the next section.
+
+    The article's sections are headed in Japanese; the scripts are plain ASCII, so
+    the first unindented non-ASCII line after the script is where it ends.
+    """
+    if not SEED.exists():
+        pytest.fail(f"{SEED} is missing: the differential test needs ../shared beside the repo")
+    lines = SEED.read_text(encoding="utf-8").splitlines()
+    body = lines[lines.index(title) + 1:]
+    assert body[0] == "#!/bin/sh", f"{title}: no #!/bin/sh after the title"
+    out = []
+    for line in body:
+        if line and not line[0].isspace() and not line.isascii():
+            break
+        out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+@pytest.fixture(scope="module")
+def script_text() -> str:
+    text = article_script("hastdirty.sh")
+    # What the article's script must contain, so a changed article fails loudly here.
+    for needle in ("while getopts aqh opt", "/sbin/hastctl dump | /usr/bin/awk",
+                   'echo -n "$size$type"', "exit $dirtycount"):
+        assert needle in text
+    assert text.count("/sbin/hastctl") == 3
+    return text
+
+
+@pytest.fixture
+def hastdirty(tmp_path, script_text):
+    """write(hastctl_path) -> the article's hastdirty.sh pointed at that hastctl."""
+
+    def write(hastctl: str) -> Path:
+        path = tmp_path / f"hastdirty-{abs(hash(hastctl))}.sh"
+        path.write_text(script_text.replace("/sbin/hastctl", hastctl))
+        return path
+
+    return write
+
+
+def test_the_extracted_script_uses_tools_that_exist(script_text):
+    assert os.path.exists("/usr/bin/awk"), "hastdirty.sh runs /usr/bin/awk (.ci/run installs mawk)"
+    assert os.path.exists("/bin/sh")
+
+
+def compare(script: Path, config: Path, cases: list[list[str]]) -> None:
+    """Run hastdirty.sh and `hasthook dirty` on each argv; stdout and exit status must match."""
+    hasthook = command("hasthook")
+
+    def both(args: list[str]):
+        sh = subprocess.run(["/bin/sh", str(script), *args], capture_output=True, text=True,
+                            timeout=120)
+        py = subprocess.run([hasthook, "-c", str(config), "dirty", *args], capture_output=True,
+                            text=True, timeout=120)
+        return args, sh, py
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(both, cases))
+    bad = [f"{args}: sh rc={sh.returncode} {sh.stdout!r}\n"
+           f"{' ' * len(str(args))}  py rc={py.returncode} {py.stdout!r} {py.stderr!r}"
+           for args, sh, py in results
+           if (sh.stdout, sh.returncode) != (py.stdout, py.returncode)]
+    assert not bad, "hasthook dirty differs from hastdirty.sh:\n" + "\n".join(bad)
+    assert any(sh.stdout for _, sh, _ in results) or all(a == ["-q"] for a in cases)
+
+
+@pytest.fixture
+def sim(tmp_path):
+    nodes = []
+
+    def make(resources: list[dict]) -> SimNode:
+        n = SimNode(tmp_path / f"node{len(nodes)}", "host1",
+                    [{"localpath": f"/dev/ada{i}", "remoteaddr": "10.0.0.2", **r}
+                     for i, r in enumerate(resources)])
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        n.close()
+
+
+def test_every_flag_combination_matches_hastdirty_sh(sim, hastdirty, write_config):
+    node = sim([{"name": n} for n in ("clean", "busy", "big", "sec", "idle")])
+    node.set_state("clean", role="primary", connected=True, dirty_extents=0)
+    node.set_state("busy", role="primary", connected=True, dirty_extents=3)
+    node.set_state("big", role="primary", dirty_extents=3 * 2**19)      # 3 TiB
+    node.set_state("sec", role="secondary", connected=True)
+    cfg = write_config(hastctl=node.hastctl_path)
+    names = ["busy", "sec", "nosuch", "clean"]
+    cases = [f for f in FLAGS] + [f + names for f in FLAGS[:8]]
+    cases += [["-a", "busy sec"], ["-a", "", ""], ["-a", ""], ["-a", "all"], ["-a", "--", "busy"],
+              ["-ah", "big"]]
+    compare(hastdirty(node.hastctl_path), cfg, cases)
+
+
+def test_sizes_match_hastdirty_sh(sim, hastdirty, write_config):
+    sizes = {  # name: (extentsize, dirty extents)
+        "b1024": (1024, 1), "b1025": (1025, 1), "mib": (1024, 1024), "mibp": (1025, 1024),
+        "g5": (2097152, 2560), "odd": (2097152, 12345), "t3": (2097152, 3 * 2**19),
+        "p1": (2**30, 2**20), "p2": (2**30, 2**21),
+    }
+    node = sim([{"name": n} for n in sizes])
+    for name, (ext, n) in sizes.items():
+        node.set_state(name, role="primary", extentsize=ext, dirty_extents=n)
+    cfg = write_config(hastctl=node.hastctl_path)
+    compare(hastdirty(node.hastctl_path), cfg, [[], ["-h"], ["-ah"], ["-q"]])
+    r = run_cmd(command("hasthook"), "-c", str(cfg), "dirty", "-h", "b1024", "mib", "p1", "p2")
+    assert r.stdout == "b1024 1024\nmib 1024K\np1 1024T\np2 2T\n" and r.returncode == 4
+
+
+def test_clean_and_hastd_down_match_hastdirty_sh(sim, hastdirty, write_config):
+    node = sim([{"name": "r1"}, {"name": "r2"}])
+    node.set_state("r1", role="primary", connected=True)
+    node.set_state("r2", role="secondary", connected=True)
+    cfg = write_config(hastctl=node.hastctl_path)
+    script = hastdirty(node.hastctl_path)
+    compare(script, cfg, [[], ["-a"], ["-ah"]])
+    node.stop_hastd()   # dump still works (metadata), list cannot reach hastd
+    compare(script, cfg, [[], ["-q"], ["-a", "r1"]])
+
+
+def test_256_dirty_resources_exit_255_where_sh_says_0(tmp_path, hastdirty, write_config):
+    """Too many resources for the simulator to be quick; a shell hastctl does it."""
+    fake = tmp_path / "hastctl"
+    fake.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        case "$1" in
+        dump) i=0; while [ $i -lt 256 ]; do echo "resource: r$i"; i=$((i + 1)); done ;;
+        list) printf '%s:\\n  role: primary\\n  dirty: 2097152 (2.0MB)\\n' "$2" ;;
+        esac
+        """))
+    fake.chmod(0o755)
+    script = hastdirty(str(fake))
+    sh = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=120)
+    py = run_cmd(command("hasthook"), "-c", str(write_config(hastctl=str(fake))), "dirty")
+    assert sh.returncode == 0 and py.returncode == 255
+    assert py.stdout == sh.stdout and sh.stdout.count("\n") == 256
+    assert "256 resources are dirty; exit status capped at 255" in py.stderr
