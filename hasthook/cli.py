@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
     "failover": ("hasthook.commands.failover", "promote or demote this node"),
+    "recover": ("hasthook.commands.recover", "reset a split-brained resource (hastrecover.sh)"),
 }
 
 

@@ -23,7 +23,7 @@ DB_NAME = "hasthook.db"
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -64,6 +64,29 @@ SCHEMA = [
         PRIMARY KEY (rule, key)
     )""",
     "CREATE INDEX IF NOT EXISTS rule_state_resource ON rule_state(resource, host, event)",
+    # Split-brain recoveries (hasthook/tools/recover.py): cooldown and max_attempts
+    # must hold across hook processes, and `expect` lists the role changes
+    # [old, new] a running recovery will cause, each claimed once by the role
+    # hook it fires, so that event is recorded with cause `recover`.
+    """CREATE TABLE IF NOT EXISTS recoveries (
+        id INTEGER PRIMARY KEY,
+        resource TEXT NOT NULL,
+        host TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        event_id INTEGER,
+        state TEXT NOT NULL,
+        reason TEXT,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER,
+        started REAL NOT NULL,
+        finished REAL,
+        role_before TEXT,
+        role_after TEXT,
+        expect TEXT,
+        steps TEXT,
+        detail TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS recoveries_resource ON recoveries(resource, started)",
     # The outbox (hasthook/deliver.py): a message is a row before any network
     # I/O, so an alert outlives the hook that raised it. `due` is when it may
     # go (group_wait, then backoff); `sending` rows carry a lease so a
@@ -269,6 +292,85 @@ class Store:
         """Silences in force at `now`. Empty until the silences table lands (issue 6, part 4)."""
         return []
 
+    # -- recoveries -----------------------------------------------------
+
+    def recovery_add(self, resource: str, host: str, origin: str, state: str,
+                     started: float, **fields: Any) -> int:
+        """Insert a recovery row (fields: any other column); returns its id."""
+        cols = {"resource": resource, "host": host, "origin": origin, "state": state,
+                "started": started, **fields}
+        for k in ("expect", "steps"):
+            if k in cols:
+                cols[k] = _json(cols[k])
+        if "dry_run" in cols:
+            cols["dry_run"] = int(bool(cols["dry_run"]))
+        with self.transaction() as db:
+            return db.execute(
+                f"INSERT INTO recoveries ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})", list(cols.values())).lastrowid
+
+    def recovery_update(self, rec_id: int, **fields: Any) -> None:
+        """Set columns of one recovery row (steps/expect as lists)."""
+        for k in ("expect", "steps"):
+            if k in fields:
+                fields[k] = _json(fields[k])
+        with self.transaction() as db:
+            db.execute(f"UPDATE recoveries SET {', '.join(f'{k} = ?' for k in fields)} "
+                       "WHERE id = ?", [*fields.values(), rec_id])
+
+    def recoveries(self, resource: str, since: float | None = None,
+                   dry_run: bool | None = None) -> list[dict[str, Any]]:
+        """A resource's recovery rows, newest first (times as epoch seconds)."""
+        sql, args = "SELECT * FROM recoveries WHERE resource = ?", [resource]
+        if since is not None:
+            sql += " AND (started >= ? OR finished >= ? OR finished IS NULL)"
+            args += [since, since]
+        if dry_run is not None:
+            sql += " AND dry_run = ?"
+            args.append(int(dry_run))
+        rows = []
+        for r in self.db.execute(sql + " ORDER BY started DESC, id DESC", args):
+            d = dict(r)
+            for k in ("expect", "steps"):
+                d[k] = json.loads(d[k]) if d[k] else []
+            d["dry_run"] = bool(d["dry_run"])
+            rows.append(d)
+        return rows
+
+    def recovery_reap(self, resource: str, now: float) -> list[dict[str, Any]]:
+        """Mark `running` rows as `interrupted` and return them.
+
+        Only the holder of the resource's recovery lock calls this, so a row
+        still `running` belongs to a process that died mid-recovery.
+        """
+        with self.transaction() as db:
+            rows = [dict(r) for r in db.execute(
+                "SELECT * FROM recoveries WHERE resource = ? AND state = 'running'",
+                (resource,))]
+            db.execute("UPDATE recoveries SET state = 'interrupted', finished = ?, expect = NULL "
+                       "WHERE resource = ? AND state = 'running'", (now, resource))
+        return rows
+
+    def recovery_claim(self, resource: str, old_role: str, new_role: str, at: float,
+                       grace: float) -> int | None:
+        """Claim the role change [old, new] a recovery said it would cause.
+
+        Returns the recovery's id, or None when no recovery running, or ended
+        less than `grace` seconds before `at`, still expects that change.
+        """
+        with self.transaction() as db:
+            for r in db.execute(
+                    "SELECT id, expect FROM recoveries WHERE resource = ? AND expect IS NOT NULL "
+                    "AND started <= ? AND (finished IS NULL OR finished >= ?) "
+                    "ORDER BY id DESC", (resource, at, at - grace)).fetchall():
+                expect = json.loads(r["expect"])
+                if [old_role, new_role] in expect:
+                    expect.remove([old_role, new_role])
+                    db.execute("UPDATE recoveries SET expect = ? WHERE id = ?",
+                               (_json(expect) if expect else None, r["id"]))
+                    return r["id"]
+        return None
+
     # -- outbox ---------------------------------------------------------
 
     def outbox_add(self, db: sqlite3.Connection, **row: Any) -> int:
@@ -383,6 +485,8 @@ class Store:
     def prune(self, older_than: float) -> int:
         """Drop events older than the retention; returns how many went."""
         with self.transaction() as db:
+            db.execute("DELETE FROM recoveries WHERE started < ? AND state != 'running'",
+                       (older_than,))
             db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead')",
                        (older_than,))
             return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount
