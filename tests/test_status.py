@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from conftest import command, run_cmd
 
 from hasthook import sysexits
 from hasthook.event import Event, classify
 from hasthook.hast import Resource, Result
+from hasthook.sim import SimCluster
 from hasthook.store import Store
 from hasthook.tools.status import StatusError, alert_resolvers, gather, render, to_json
 
@@ -118,3 +122,53 @@ def test_role_event_shows_the_change(store):
     rep = gather(StubHastctl([Resource("r1", role="primary", status="complete", dirty=0)]),
                  store, {}, now=T0 + 7200)
     assert "role secondary->primary 2027-01-15T08:00:00.000Z (2h ago)" in render(rep, T0 + 7200)
+
+
+# -- `hasthook status` on the simulator, with history written by hasthook-exec --------
+
+def test_status_through_a_split_brain_and_its_recovery(tmp_path, write_config):
+    cfg = write_config()
+    with SimCluster(tmp_path / "c", [{"name": "ra", "localpath": "/dev/ada1"},
+                                     {"name": "rb", "localpath": "/dev/ada2"}],
+                    env={"HASTHOOK_CONFIG": str(cfg)}) as c:
+        c.host1.set_exec(command("hasthook-exec"))
+        cfg = write_config(hastctl=c.host1.hastctl_path, hastd_pidfile=str(c.host1.pidfile))
+        c.steady("host1")
+
+        def status() -> tuple[int, dict]:
+            c.wait_hooks()
+            r = run_cmd(command("hasthook"), "-c", str(cfg), "status", "--json")
+            return r.returncode, json.loads(r.stdout)
+
+        code, j = status()
+        assert code == 0 and j["ok"] and j["problems"] == []
+        assert [(r["name"], r["role"], r["status"]) for r in j["resources"]] == [
+            ("ra", "primary", "complete"), ("rb", "primary", "complete")]
+
+        c.split_brain("rb", repeats=2, interval=0)
+        code, j = status()
+        assert code == 1
+        assert j["problems"] == [
+            "rb is degraded (not connected to its peer)",
+            f"rb is split-brained (2 split-brain events since "
+            f"{j['alerts'][0]['first']}, none resolved)"]
+        assert [(a["resource"], a["event"], a["count"]) for a in j["alerts"]] == [
+            ("rb", "split-brain", 2), ("rb", "disconnect", 1)]
+        assert j["resources"][1]["last_event"]["event"] == "split-brain"
+
+        # The article's fix, on the node that loses its changes; then hastd reconnects.
+        for words in (["role", "init", "rb"], ["create", "rb"], ["role", "secondary", "rb"]):
+            assert c.host2.run(*words).returncode == 0
+        c.connect("rb")
+        c.sync_done("rb")
+        code, j = status()
+        assert code == 0 and j["problems"] == []
+        assert all(a["event"] != "disconnect" for a in j["alerts"])
+        r = run_cmd(command("hasthook"), "-c", str(cfg), "status")
+        assert r.returncode == 0 and "rb        primary  complete  0B" in r.stdout
+
+        c.host1.stop_hastd()
+        r = run_cmd(command("hasthook"), "-c", str(cfg), "status")
+        assert r.returncode == sysexits.EX_UNAVAILABLE
+        assert r.stderr.startswith("hasthook: cannot read resource state from hastd: [ERROR] "
+                                   "Unable to connect to hastd via uds:///var/run/hastctl")
