@@ -66,10 +66,12 @@ class Pair:
         self.syslog = {n: DrainedSyslog() for n in self.c.nodes}
         self.c.steady("host1")
 
-    def configure(self, recover=None, extra_rules=(), mode=0o600, **settings):
+    def configure(self, recover=None, extra_rules=(), mode=0o600, rules=None, **settings):
         """Write both nodes' rules files and point each node's hast.conf exec at the hook."""
+        given = rules
         for name, node in self.c.nodes.items():
-            rules = [{"name": "split-brain", "match": {"event": "split-brain"},
+            rules = given if given is not None else [
+                     {"name": "split-brain", "match": {"event": "split-brain"},
                       "group_wait": "0s", "repeat_interval": "1h",
                       "actions": [{"notify": "ops"}]
                       + ([{"recover": recover}] if recover is not None else [])},
@@ -361,6 +363,31 @@ def test_recovery_alerts_can_be_routed_by_cause(pair, http):
     assert mutating(h2.calls()) == [["role", "init", RES]]
 
 
+def test_report_reaches_the_channels_told_about_the_split_brain(pair):
+    """rules.example.yaml's layout: recover in its own `continue` rule, notify in the next."""
+    pair.configure(rules=[
+        {"name": "split-brain-recover", "match": {"event": "split-brain", "role": "secondary"},
+         "continue": True, "actions": [{"recover": {"delay": "0s"}}]},
+        {"name": "split-brain", "match": {"event": "split-brain"}, "repeat_interval": "30m",
+         "actions": [{"notify": "ops"}]}])
+    pair.node("host2").fire("split-brain", RES)
+    pair.c.wait_hooks(timeout=60)
+    assert mutating(pair.node("host2").calls()) == SEQ
+    msgs = pair.wait_messages("host2", 2)
+    assert [m for m in msgs if "split-brain recovered" in m["title"]]
+
+
+def test_failure_with_no_channel_told_goes_to_the_alert_channels(pair):
+    pair.configure(rules=[{"name": "sb", "match": {"event": "split-brain"},
+                           "actions": [{"recover": {"delay": "0s"}}]}])
+    h2 = pair.node("host2")
+    h2.fail_create(RES, "Input/output error")
+    h2.fire("split-brain", RES)
+    pair.c.wait_hooks(timeout=60)
+    [alert] = pair.wait_messages("host2", 1)
+    assert "recovery failed" in alert["title"] and alert["type"] == "failure"
+
+
 # -- `hasthook recover`, the article's script ----------------------------------------------
 
 
@@ -465,3 +492,18 @@ def test_command_recovery_is_in_history_and_tags_its_role_events(node, tmp_path)
     assert rep["extra"]["origin"] == "command" and rep["extra"]["state"] == "recovered"
     roles = [h for h in hist if h["event"] == "role"]
     assert len(roles) == 2 and all(h["cause"] == "recover" for h in roles)
+
+
+def test_hasthook_test_describes_the_recovery_and_touches_nothing(node, write_config, tmp_path):
+    cfg = write_config({"rules": [{"name": "sb", "match": {"event": "split-brain"},
+                                   "actions": [{"recover": {"pre": [
+                                       ["zfs", "snapshot", "tank/{resource}@{time}"]]}}]}]},
+                       hastctl=node.hastctl_path)
+    r = run_cmd(command("hasthook"), "test", "split-brain", RES, "--role", "secondary",
+                "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "hastctl role init shared1; hastctl create shared1" in r.stdout
+    assert re.search(r"zfs snapshot tank/shared1@\d{8}T\d{6}Z", r.stdout)
+    assert node.calls() == []
+    assert not (tmp_path / "state" / "hasthook.db").exists() or not json.loads(
+        run_cmd(command("hasthook"), "history", "--json", "-c", str(cfg)).stdout)

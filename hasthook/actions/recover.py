@@ -5,8 +5,10 @@ the guards in hasthook/tools/recover.py (which `hasthook recover` shares).
 
 Its outcome is told the way every event is: a synthetic `recover` event
 (cause `recover`) is recorded and goes through the rules, where rules naming
-`cause: recover` can route it; its report also goes to the channels the
-recovering rule notifies (unless a matching rule already took that channel).
+`cause: recover` can route it. Its report also goes to the channels that were
+told about the split-brain (every rule it matched, e.g. a `continue` chain),
+unless a matching rule already took the channel; a critical outcome with no
+channel at all goes to settings.alert_channels, as hasthook's own alerts do.
 Rules that do not name `cause` never see it, nor the role changes the
 recovery makes, so nothing is told twice.
 """
@@ -60,20 +62,21 @@ def execute(params: Any, ctx: Context) -> dict[str, Any]:
     p = _params(params)
     if ev.event != "split-brain":
         return outcome("recover", False, f"recover acts on split-brain only, not {ev.event}")
+    if ev.role == "primary":  # the primary sees every split-brain too: leave at once
+        return outcome("recover", True, "role primary: the primary is never reset",
+                       state="primary")
     pre = pre_argv(params, ctx)
     if ctx.dry_run:  # `hasthook test`: say what would happen, touch nothing
         steps = [" ".join(a) for a in pre] + [
             f"hastctl role init {ev.resource}", f"hastctl create {ev.resource}",
             f"hastctl role ROLE {ev.resource}"]
         return outcome("recover", True,
-                       f"after {p['delay']}, unless {ev.resource} is primary then or within "
+                       ("(dry_run: only logged and reported) " if p.get("dry_run") else "")
+                       + f"after {p['delay']}, unless {ev.resource} is primary then or within "
                        f"cooldown {p['cooldown']} / {p['max_attempts']} per {p['window']}: "
                        + "; ".join(steps), state="would-run")
-    if ev.role == "primary":  # the primary sees every split-brain too: leave at once
-        return outcome("recover", True, "role primary: the primary is never reset",
-                       state="primary")
     settings = ctx.config.settings
-    pub = Publisher(ctx.config, ctx.store, ctx.log, ctx.rule, ctx.rule_config)
+    pub = Publisher(ctx.config, ctx.store, ctx.log, ctx.rule, ev)
     rec = Recoverer(ctx.hastctl(), ctx.log, settings, ev.host, store=ctx.store, publish=pub,
                     refuse_pre=ctx.config.unsafe_reason() if pre else None)
     o = rec.run(ev.resource, delay=parse_duration(p["delay"]),
@@ -97,23 +100,25 @@ class Publisher:
     """
 
     def __init__(self, cfg: Any, store: Any, log: Any, rule: str | None = None,
-                 rule_config: dict[str, Any] | None = None):
+                 split_brain: Event | None = None):
         self.cfg = cfg
         self.store = store
         self.log = log
         self.rule = rule
-        self.rule_config = rule_config or {}
+        self.split_brain = split_brain
         self.pending: list[tuple[int, list[str], list[dict], list[Job]]] = []
 
     def channels(self) -> list[str]:
-        """The channels the recovering rule notifies."""
-        from ..rules import action_of
+        """The channels the rules matching the split-brain notify, in rule order."""
+        from ..rules import match
 
         out: list[str] = []
-        for a in self.rule_config.get("actions") or ():
-            name, params = action_of(a)
-            if name == "notify":
-                out += [c for c in params["channels"] if c not in out]
+        if self.split_brain is None:
+            return out
+        for m in match(self.split_brain, self.cfg.rules):
+            for name, params in m.actions:
+                if name == "notify":
+                    out += [c for c in params["channels"] if c not in out]
         return out
 
     def __call__(self, ev: Event) -> int:
@@ -126,12 +131,12 @@ class Publisher:
             taken = {c for j in jobs if j.name == "notify" and isinstance(j.params, dict)
                      for c in j.params.get("channels") or ()}
             rest = [c for c in self.channels() if c not in taken]
+            if not rest and not taken and ev.severity == "critical":
+                rest = self.cfg.alert_channels
             if rest:
-                ctx = Context(ev, event_id, f"{self.rule}: recover", self.cfg, self.store,
-                              self.log, lambda: Hastctl.from_settings(self.cfg.settings),
-                              ev.time, rule_config={
-                                  k: self.rule_config[k] for k in ("group_wait",)
-                                  if k in self.rule_config})
+                ctx = Context(ev, event_id, f"{self.rule or 'hasthook'}: recover", self.cfg,
+                              self.store, self.log,
+                              lambda: Hastctl.from_settings(self.cfg.settings), ev.time)
                 title, body = message(ev)
                 jobs.append(prepare_action("notify", {"channels": rest, "title": title,
                                                       "body": body}, ctx, db))
@@ -172,5 +177,6 @@ def _literal(text: str) -> str:
 
 
 def notifier(cfg: Any, store: Any, log: Any) -> Publisher:
-    """The publisher `hasthook recover` uses: rules naming `cause: recover` route it."""
+    """The publisher `hasthook recover` uses: rules naming `cause: recover` route it,
+    and a failure with nowhere else to go reaches settings.alert_channels."""
     return Publisher(cfg, store, log)
