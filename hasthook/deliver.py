@@ -424,6 +424,7 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
         tgts = targets(channel, spec)
     except ChannelError as e:
         tgts, errors["*"] = [], str(e)
+        report.failed += 1
     fmt = body_format(spec)
     by_id = {r["id"]: r for r in rows}
     jobs = []
@@ -439,7 +440,7 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
             report.sent += 1
             for i in ids:
                 by_id[i]["delivered"].append(t.key)
-            log.notice(f"{names}: sent to {channel} via {t.key}")
+            log.notice(f"{names} sent to {channel} via {t.key}")
         else:
             report.failed += 1
             errors[t.key] = why
@@ -451,12 +452,12 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
                         if k == "*" or k not in r["delivered"])
         outcomes.append({"id": r["id"], "delivered": r["delivered"], "sent": done,
                          "due": now + backoff(r["attempts"] + 1), "error": err or None})
-        report.rows_sent += done
+        report.rows_sent += int(done)
     store.outbox_settle(outcomes, now)
     failed = [o for o in outcomes if not o["sent"]]
     if failed:
         wait = min(o["due"] for o in failed) - now
-        msg = f"{names}: not sent to {channel}: {failed[0]['error']}; retry in {wait:.0f}s"
+        msg = f"{names} not sent to {channel}: {failed[0]['error']}; retry in {wait:.0f}s"
         report.errors.append(msg)
         log.warning(msg)
 

@@ -65,7 +65,8 @@ class HttpSink:
                     body = raw.decode(errors="replace")
                 with sink.lock:
                     sink.requests.append({"path": self.path, "body": body,
-                                          "headers": dict(self.headers)})
+                                          "headers": dict(self.headers),
+                                          "at": time.monotonic()})
                 sink.hold.wait(120)
                 self.send_response(sink.status)
                 self.send_header("Content-Type", "text/plain")

@@ -291,7 +291,7 @@ def test_old_rows_become_dead_logged_crit_and_stay_visible(env, syslog):
 
 def test_unknown_channel_stays_queued_with_the_reason(env):
     env.queue("nowhere")
-    assert env.drain().failed == 0
+    assert env.drain().failed == 1
     [row] = env.rows()
     assert row["state"] == "pending" and "'nowhere' is not in the config" in row["last_error"]
 

@@ -119,3 +119,15 @@ def test_syncdone_resolves_syncintr_and_syncstart_from_the_first(store):
     assert r["title"].endswith("after 1h2m5s")
     assert "Resolves syncstart,syncintr since" in r["body"] or \
         "Resolves syncintr,syncstart since" in r["body"]
+
+
+def test_group_wait_counts_from_when_the_row_lands(store):
+    """A hook slowed down on a loaded host must not find its row already due."""
+    import time
+
+    conf = cfg([{"name": "link"}])
+    before = time.time()
+    hook(store, conf, ["disconnect", "shared1"], before - 60, "link", "ops")
+    [row] = store.outbox_list()
+    assert row["created"] == before - 60                  # the event's time, for durations
+    assert before + 2 <= row["due"] <= time.time() + 2

@@ -67,7 +67,16 @@ def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
     if ctx.dry_run:
         return
     for row in messages(params, ctx):
-        ctx.store.outbox_add(db, **row)
+        ctx.store.outbox_add(db, **_landed(row, ctx.now))
+
+
+def _landed(row: dict[str, Any], event_time: float) -> dict[str, Any]:
+    """Count group_wait from when the row lands in the outbox, not from the event.
+
+    On a loaded host a hook can take seconds to get here; counted from the
+    event, its row would be due on arrival and a burst would split up.
+    """
+    return {**row, "due": row["due"] - event_time + max(event_time, time.time())}
 
 
 def execute(params: Any, ctx: Context) -> dict[str, Any]:
@@ -117,4 +126,4 @@ def prepare_resolved(ctx: Context, db: sqlite3.Connection) -> None:
     if ctx.dry_run:
         return
     for row in resolved_messages(ctx):
-        ctx.store.outbox_add(db, **row)
+        ctx.store.outbox_add(db, **_landed(row, ctx.now))
