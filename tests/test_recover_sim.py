@@ -153,9 +153,10 @@ def recover_outcome(row):
 
 def test_storm_on_both_nodes_recovers_the_secondary_exactly_once(pair):
     """hastd repeats split-brain on both nodes; only the secondary is reset, once."""
-    pair.configure(recover={"delay": "3s"})
-    result = pair.c.split_brain(RES, repeats=6, interval=0.1)  # "a minute" of retries
-    assert result.rounds == 6 and not result.resolved  # the reset comes after the delay
+    pair.configure(recover={"delay": "5s"})
+    # "A minute" of retries, all before the reset: it waits its delay after taking the lock.
+    result = pair.c.split_brain(RES, repeats=6, interval=0.1)
+    assert result.rounds == 6 and not result.resolved
     pair.c.wait_hooks(timeout=60)
     h1, h2 = pair.node("host1"), pair.node("host2")
     assert mutating(h1.calls()) == []
