@@ -21,6 +21,11 @@ at exactly that point can repeat one message. Nothing else repeats or is lost.
 
 Secrets: URLs are shown only in apprise's privacy form, and error text is
 scrubbed of every URL part that form hides.
+
+Channel kinds: apprise URLs (here) and Alertmanager clusters
+(alertmanager.py). channel_targets() picks by kind; each target composes a
+group of rows into what it sends and sends it, so the outbox, grouping and
+retry above are the same for both.
 """
 
 from __future__ import annotations
@@ -199,6 +204,10 @@ class Target:
     key: str
     server: Any
     raw: str
+    body_format: str | None = None
+
+    def compose(self, rows: list[dict[str, Any]]) -> Message:
+        return compose(rows, self.body_format)
 
     def send(self, msg: Message, timeout: float) -> str | None:
         """Send once, blocking; returns None or why it failed (secret-free).
@@ -277,7 +286,7 @@ def targets(name: str, spec: Any) -> list[Target]:
             scheme = url.split("://", 1)[0] if "://" in url else "?"
             raise ChannelError(f"channel {name!r}: URL {i} ({scheme}://...) is not a valid "
                                "apprise URL")
-        out.append(Target(server.url(privacy=True), server, url))
+        out.append(Target(server.url(privacy=True), server, url, body_format(spec)))
     if conf:
         ac = apprise.AppriseConfig()
         if not ac.add(conf):
@@ -288,7 +297,8 @@ def targets(name: str, spec: Any) -> list[Target]:
         if not found:
             raise ChannelError(f"channel {name!r}: no URL in {conf}"
                                + (f" tagged {', '.join(tags)}" if tags else ""))
-        out += [Target(s.url(privacy=True), s, s.url(privacy=False)) for s in found]
+        out += [Target(s.url(privacy=True), s, s.url(privacy=False), body_format(spec))
+                for s in found]
     seen: Counter[str] = Counter()
     for t in out:  # two URLs that differ only in a secret would share a key
         seen[t.key] += 1
@@ -297,7 +307,21 @@ def targets(name: str, spec: Any) -> list[Target]:
     return out
 
 
-def send_all(jobs: list[tuple[Target, Message]], timeout: float) -> dict[str, str | None]:
+def channel_targets(cfg, name: str, store=None) -> list[Any]:
+    """A channel's targets by kind: its apprise URLs, or one Alertmanager cluster
+    (alertmanager.Target). Each has `key`, `compose(rows)` and `send(what, timeout)`."""
+    from . import alertmanager
+
+    spec = cfg.channels.get(name)
+    if not alertmanager.is_channel(spec):
+        return targets(name, spec)
+    try:
+        return [alertmanager.target(name, spec, cfg.settings, store)]
+    except ValueError as e:
+        raise ChannelError(f"channel {name!r} {e}") from None
+
+
+def send_all(jobs: list[tuple[Any, Any]], timeout: float) -> dict[str, str | None]:
     """Send each (URL, message) at once, each in a thread; {key: None or why it failed}.
 
     A URL still busy after `timeout` counts as failed. Its thread may yet
@@ -317,13 +341,15 @@ def send_all(jobs: list[tuple[Target, Message]], timeout: float) -> dict[str, st
 
 def test_channel(cfg, name: str, timeout: float) -> dict[str, str | None]:
     """Send a test message to each URL of a channel now, bypassing the outbox."""
-    spec = cfg.channels.get(name)
-    tgts = targets(name, spec)
-    msg = Message("hasthook test message",
-                  f"A test from `hasthook notify-test {name}` on {cfg.hostname} at "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}. If you read this, the "
-                  "channel works.", "info", body_format(spec))
-    return send_all([(t, msg) for t in tgts], timeout)
+    tgts = channel_targets(cfg, name)
+    now = time.time()
+    row = {"id": 0, "created": now, "kind": "test", "severity": "info", "event": "test",
+           "rule": None, "resource": None, "host": cfg.hostname,
+           "title": "hasthook test message",
+           "body": f"A test from `hasthook notify-test {name}` on {cfg.hostname} at "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(now))}. If you "
+                   "read this, the channel works."}
+    return send_all([(t, t.compose([row])) for t in tgts], timeout)
 
 
 # -- the outbox ---------------------------------------------------------
@@ -417,21 +443,19 @@ def _drain_locked(store, cfg, log, pol: Policy, deadline: float, everything: boo
 def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeout: float,
                 report: Report) -> None:
     """Send one claimed group to each URL of its channel, then settle every row."""
-    spec = cfg.channels.get(channel)
     names = _names(rows)
     errors: dict[str, str] = {}
     try:
-        tgts = targets(channel, spec)
+        tgts = channel_targets(cfg, channel, store)
     except ChannelError as e:
         tgts, errors["*"] = [], str(e)
         report.failed += 1
-    fmt = body_format(spec)
     by_id = {r["id"]: r for r in rows}
     jobs = []
     for t in tgts:  # each URL gets the rows it has not taken yet: usually all
         todo = [r for r in rows if t.key not in r["delivered"]]
         if todo:
-            jobs.append((t, compose(todo, fmt), [r["id"] for r in todo]))
+            jobs.append((t, t.compose(todo), [r["id"] for r in todo]))
     results = send_all([(t, m) for t, m, _ in jobs], timeout)
     now = time.time()
     for t, _, ids in jobs:

@@ -64,8 +64,11 @@ def _validator() -> Any:
             except re.error as e:
                 raise ValueError(f"bad regular expression {value[3:]!r}: {e}") from None
 
+    from .alertmanager import check_url
+
     for name, fn in (("duration", parse_duration), ("size", parse_size),
-                     ("template", template), ("pattern", pattern)):
+                     ("template", template), ("pattern", pattern),
+                     ("alertmanager_url", check_url)):
         fc.checks(name, raises=ValueError)(strings_only(fn))
     return jsonschema.Draft202012Validator(schema(), format_checker=fc)
 

@@ -482,6 +482,46 @@ class Store:
             "GROUP BY rule, channel ORDER BY since, MIN(id)",
             (resource, host, *events, after_event_id))]
 
+    def outbox_conditions(self, channel: str, resolved_by: dict[str, tuple[str, ...]],
+                          resources: list[str] | None = None,
+                          exclude_rule: str | None = None) -> list[dict[str, Any]]:
+        """Each condition (event, resource, host) a channel was sent an alert for, as it
+        stands now (hasthook/alertmanager.py sends these, not the queued rows).
+
+        `resolved_by` maps a condition's event kind to the events that end it.
+        Each row: event, resource, host; severity, title and body of the latest
+        alert; `since`, when this episode's first alert was queued; `resolved_at`,
+        the time of the first resolving event after the latest alert, None while open.
+        """
+        out: list[dict[str, Any]] = []
+        for kind, ends in resolved_by.items():
+            marks = ", ".join("?" * len(ends))
+            where, args = "channel = ? AND kind = 'alert' AND event = ?", [channel, kind]
+            if exclude_rule is not None:
+                where += " AND (rule IS NULL OR rule != ?)"
+                args.append(exclude_rule)
+            if resources is not None:
+                where += f" AND resource IN ({', '.join('?' * len(resources))})"
+                args += resources
+            sql = (
+                "SELECT o.event, o.resource, o.host, o.severity, o.title, o.body, o.created, "
+                "(SELECT MIN(r.time) FROM events r WHERE r.resource = o.resource AND "
+                f"r.host = o.host AND r.event IN ({marks}) AND r.id > COALESCE(o.event_id, 0)"
+                ") AS resolved_at, "
+                "(SELECT MIN(a.created) FROM outbox a WHERE a.channel = o.channel AND "
+                "a.kind = 'alert' AND a.event = o.event AND a.resource = o.resource AND "
+                "a.host = o.host AND COALESCE(a.event_id, 0) > COALESCE((SELECT MAX(p.id) "
+                "FROM events p WHERE p.resource = o.resource AND p.host = o.host AND "
+                f"p.event IN ({marks}) AND p.id < COALESCE(o.event_id, 0)), 0)) AS since "
+                "FROM outbox o WHERE o.id IN (SELECT MAX(id) FROM outbox WHERE "
+                f"{where} GROUP BY resource, host) ORDER BY o.id")
+            for r in self.db.execute(sql, [*ends, *ends, *args]):
+                d = dict(r)
+                created = d.pop("created")
+                d["since"] = created if d["since"] is None else min(d["since"], created)
+                out.append(d)
+        return out
+
     def prune(self, older_than: float) -> int:
         """Drop events older than the retention; returns how many went."""
         with self.transaction() as db:

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .. import render
+from .. import alertmanager, render
 from ..units import format_duration, parse_duration
 from . import Context, outcome
 
@@ -57,7 +57,9 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
             "created": ctx.now, "event_id": ctx.event_id, "rule": name, "channel": channel,
             "group_key": f"{name}|{ev.severity}", "kind": "alert", "severity": ev.severity,
             "event": ev.event, "resource": ev.resource, "host": ev.host,
-            "title": title, "body": body, "send_resolved": bool(rule.get("send_resolved")),
+            "title": title, "body": body,
+            # Alertmanager holds an alert until told it ended: always resolve there.
+            "send_resolved": bool(rule.get("send_resolved")) or alertmanager.is_channel(spec),
             "due": ctx.now + _group_wait(rule, cfg.settings)})
     return rows
 

@@ -4,6 +4,10 @@ Run from cron every minute (etc/cron.d/hasthook) so a message whose channel
 was down is retried even when no HAST event comes to do it. Exits 0 when the
 outbox holds nothing it could not send, 75 (EX_TEMPFAIL) when some messages
 failed and wait for a retry.
+
+It also re-sends each open condition to Alertmanager channels with a fresh
+endsAt (hasthook/alertmanager.py), which keeps those alerts active while the
+condition lasts; so every minute, not less often than a channel's `ttl`.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
+    from ..alertmanager import refresh
     from ..deliver import drain
     from ..log import Log
 
     log = Log.from_settings(app.settings, echo=not args.quiet)
     rep = drain(app.store, app.cfg, log, everything=args.all)
+    am = refresh(app.store, app.cfg, log)
     if not args.quiet:
         if rep.busy:
             print("hasthook: another process is delivering; it sends what is due")
         pending = app.store.outbox_list(("pending", "sending"))
         print(f"{rep.sent} sent, {rep.failed} failed, {rep.dead} given up; "
               f"{len(pending)} still queued")
-    return sysexits.EX_TEMPFAIL if rep.failed else sysexits.EX_OK
+        if am["sent"] or am["failed"]:
+            print(f"alertmanager: {am['sent']} open alerts re-sent"
+                  + (f", not taken by {', '.join(am['failed'])}" if am["failed"] else ""))
+    return sysexits.EX_TEMPFAIL if rep.failed or am["failed"] else sysexits.EX_OK
