@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("hasthook.commands.queue", "list queued, failing and dead messages"),
     "flush": ("hasthook.commands.flush", "send queued messages now (cron: every minute)"),
     "notify-test": ("hasthook.commands.notify_test", "send a test message to a channel"),
+    "metrics": ("hasthook.commands.metrics", "Prometheus metrics, for node_exporter's textfile"),
     "status": ("hasthook.commands.status", "every resource at a glance; exit 1 when unwell"),
     "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),

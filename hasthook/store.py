@@ -522,6 +522,34 @@ class Store:
                 out.append(d)
         return out
 
+    # -- metrics --------------------------------------------------------
+
+    def metrics(self) -> dict[str, dict[Any, Any]]:
+        """What `hasthook metrics` exports from the database, read in one snapshot.
+
+        events {event: count}, last_event {resource: time}, outbox {(channel,
+        state): count}, last_sent {channel: time}, recoveries {(resource, state):
+        count}. Counts cover what the retention keeps.
+        """
+        queries = {
+            "events": "SELECT event, COUNT(*) FROM events GROUP BY event",
+            "last_event": "SELECT resource, MAX(time) FROM events GROUP BY resource",
+            "outbox": "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state",
+            "last_sent": "SELECT channel, MAX(sent_at) FROM outbox WHERE sent_at IS NOT NULL "
+                         "GROUP BY channel",
+            "recoveries": "SELECT resource, state, COUNT(*) FROM recoveries "
+                          "GROUP BY resource, state",
+        }
+        out: dict[str, dict[Any, Any]] = {}
+        self.db.execute("BEGIN")
+        try:
+            for name, sql in queries.items():
+                out[name] = {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1]
+                             for r in self.db.execute(sql)}
+        finally:
+            self.db.execute("COMMIT")
+        return out
+
     def prune(self, older_than: float) -> int:
         """Drop events older than the retention; returns how many went."""
         with self.transaction() as db:

@@ -1,0 +1,148 @@
+"""`hasthook metrics`: HAST's and hasthook's state in Prometheus' text format.
+
+Graphs of dirty bytes and roles across a fleet come from node_exporter's
+textfile collector: cron runs `hasthook metrics --textfile DIR/hasthook.prom`
+and node_exporter serves it with its own metrics, so hasthook runs no server.
+The live state is `hastctl list` (hast.py), hasthook's own comes from the
+database (store.metrics); this module only shapes and writes them.
+
+Counts read from the history (events, recovery attempts) cover what the
+retention keeps, so they are gauges, not counters: pruning lowers them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..event import ROLES
+from ..hast import Hastctl
+from .recover import ATTEMPTS
+
+STATUSES = ("complete", "degraded")
+OUTBOX_STATES = ("pending", "sending", "dead")
+ERROR_OPS = ("read", "write", "delete", "flush")
+
+
+@dataclass
+class Family:
+    """One metric: name, type, help and its samples (labels, value)."""
+
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+    def add(self, value: float, **labels: str) -> None:
+        self.samples.append((labels, value))
+
+
+def gather(hastctl: Hastctl, store: Any, cfg: Any) -> list[Family]:
+    """Every metric, from `hastctl list` and the database; never raises for hastd down."""
+    listed, r = hastctl.list()
+    up = r.ok and (bool(listed) or not r.stdout.strip())
+    db = store.metrics()
+    f = {name: Family(name, typ, text) for name, typ, text in (
+        ("hasthook_hastd_up", "gauge", "1 when hastctl list answered, else 0."),
+        ("hast_resource_info", "gauge",
+         "A resource hastd knows; its provider name, peer and replication as labels."),
+        ("hast_resource_role", "gauge", "The resource's role: 1 for its role, 0 for the others."),
+        ("hast_resource_status", "gauge",
+         "1 for the resource's status (complete: connected to its peer; degraded: not); "
+         "both 0 when hastctl shows none (no worker, as in role init)."),
+        ("hast_resource_dirty_bytes", "gauge",
+         "Bytes written on the primary and not yet on the secondary."),
+        ("hast_resource_local_errors_total", "counter",
+         "Errors of the local component by operation, as hastd counts them."),
+        ("hast_resource_last_event_timestamp_seconds", "gauge",
+         "When hasthook recorded the resource's last event (Unix time)."),
+        ("hasthook_history_events", "gauge",
+         "Events in hasthook's history by kind (within settings.retention)."),
+        ("hasthook_outbox_messages", "gauge",
+         "Messages in the outbox by channel and state; dead ones were given up."),
+        ("hasthook_last_delivery_timestamp_seconds", "gauge",
+         "When a message last went out to the channel (Unix time)."),
+        ("hasthook_recovery_attempts", "gauge",
+         "Split-brain recovery attempts by resource and outcome (within settings.retention)."),
+    )}
+    f["hasthook_hastd_up"].add(int(up))
+    for name, res in listed.items():
+        if res.error is not None:
+            continue
+        f["hast_resource_info"].add(1, resource=name, provname=res.provname or "",
+                                    remoteaddr=res.remoteaddr or "",
+                                    replication=res.replication or "")
+        for role in ROLES:
+            f["hast_resource_role"].add(int(res.role == role), resource=name, role=role)
+        for status in STATUSES:
+            f["hast_resource_status"].add(int(res.status == status), resource=name,
+                                          status=status)
+        if res.dirty is not None:
+            f["hast_resource_dirty_bytes"].add(res.dirty, resource=name)
+        for op in ERROR_OPS:
+            if op in res.errors:
+                f["hast_resource_local_errors_total"].add(res.errors[op], resource=name,
+                                                          operation=op)
+    for name, t in sorted(db["last_event"].items()):
+        f["hast_resource_last_event_timestamp_seconds"].add(t, resource=name)
+    for event, n in sorted(db["events"].items()):
+        f["hasthook_history_events"].add(n, event=event)
+    channels = sorted(set(cfg.channels) | {c for c, _ in db["outbox"]})
+    for ch in channels:
+        for state in OUTBOX_STATES:
+            f["hasthook_outbox_messages"].add(db["outbox"].get((ch, state), 0), channel=ch,
+                                              state=state)
+    for ch, t in sorted(db["last_sent"].items()):
+        f["hasthook_last_delivery_timestamp_seconds"].add(t, channel=ch)
+    for (res_name, state), n in sorted(db["recoveries"].items()):
+        if state in ATTEMPTS:
+            f["hasthook_recovery_attempts"].add(n, resource=res_name, state=state)
+    return list(f.values())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def render(families: list[Family]) -> str:
+    """The text exposition format (version 0.0.4), one HELP/TYPE block per metric."""
+    lines = []
+    for fam in families:
+        text = fam.help.replace("\\", "\\\\").replace("\n", "\\n")
+        lines.append(f"# HELP {fam.name} {text}")
+        lines.append(f"# TYPE {fam.name} {fam.type}")
+        for labels, value in fam.samples:
+            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+            lines.append(f"{fam.name}{{{text}}} {_number(value)}" if text
+                         else f"{fam.name} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Replace `path` at once: node_exporter never reads half a file.
+
+    The temporary file sits in the same directory (rename is atomic only
+    within a file system) under a name the collector skips (not *.prom), and
+    is made 0644 so a node_exporter running unprivileged can read the result.
+    """
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
