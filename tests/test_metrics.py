@@ -143,3 +143,15 @@ def test_label_values_are_escaped():
     fam.add(1.5, resource='we"ird\\na\nme')
     m = parse(metrics.render([fam]))
     assert m == {("x", frozenset({"resource": 'we"ird\\na\nme'}.items())): 1.5}
+
+
+def test_cron_sample_writes_the_textfile_every_minute():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "etc" / "cron.d" / "hasthook").read_text()
+    lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")
+             and "=" not in ln]
+    [entry] = [e for e in lines if "metrics" in e]
+    assert entry[:6] == ["*"] * 5 + ["root"]
+    assert entry[6:] == ["/usr/local/bin/hasthook", "metrics", "--textfile",
+                         "/var/tmp/node_exporter/hasthook.prom"]

@@ -242,4 +242,4 @@ def test_cron_sample_runs_flush_every_minute():
 
     text = (Path(__file__).parent.parent / "etc" / "cron.d" / "hasthook").read_text()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln]
-    assert lines == ["*       *    *    *     *    root /usr/local/bin/hasthook flush --quiet"]
+    assert "*       *    *    *     *    root /usr/local/bin/hasthook flush --quiet" in lines
