@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
     "failover": ("hasthook.commands.failover", "promote or demote this node"),
     "recover": ("hasthook.commands.recover", "reset a split-brained resource (hastrecover.sh)"),
+    "silence": ("hasthook.commands.silence", "mute notifications for a while: add, list, del"),
 }
 
 

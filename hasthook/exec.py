@@ -176,7 +176,7 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
     A bug here costs the rules, never the event: it is logged and the event
     is committed without actions.
     """
-    from . import actions, rules
+    from . import actions, rules, silences
     from .hast import Hastctl
 
     after: list[actions.Job] = []
@@ -197,10 +197,19 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
         from .actions.notify import prepare_resolved
 
         prepare_resolved(ctx(), db)  # "resolved" messages this event owes (send_resolved)
+        # A silence mutes notify only; a silenced rule with nothing else to do leaves
+        # its throttle and repeat state alone, so the first event after it is told.
+        silence = silences.silencing(ev, store.active_silences(ev.time, db))
+        if silence:
+            held.append(silences.held(silence))
+            log.info(f"[{ev.resource}] {ev.event} silenced by silence {silence['id']}: "
+                     "recorded, not notified")
         for m in rules.match(ev, cfg.rules):
             matched.append(m.name)
+            acts = silences.unmuted(m.actions) if silence else m.actions
             suppressed = 0
-            if m.stateful:
+            if m.stateful and not (silence and all(
+                    getattr(actions.get(n), "OWN_GUARDS", False) for n, _ in acts)):
                 key = rules.key_of(m.rule, ev)
                 d = rules.decide(m.rule, store.rule_state(db, m.name, key), ev.time)
                 store.save_rule_state(db, m.name, key, d.state, ev)
@@ -215,7 +224,7 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
                              if getattr(actions.get(name), "OWN_GUARDS", False)]
                     continue
                 suppressed = d.suppressed
-            for name, params in m.actions:
+            for name, params in acts:
                 jobs.append(actions.prepare(name, params, ctx(m, suppressed), db))
     except Exception as e:  # noqa: BLE001
         db.execute("ROLLBACK TO rules")

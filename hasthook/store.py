@@ -23,7 +23,7 @@ DB_NAME = "hasthook.db"
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -117,6 +117,19 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox(state, due)",
     "CREATE INDEX IF NOT EXISTS outbox_resource ON outbox(resource, event_id)",
+    # Silences (hasthook/silences.py): `resource` is a rule-style pattern (`*`: all),
+    # `event` NULL is every event. AUTOINCREMENT: an id in an event's outcome
+    # never comes to name a later silence.
+    """CREATE TABLE IF NOT EXISTS silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        ends REAL NOT NULL,
+        resource TEXT NOT NULL,
+        event TEXT,
+        author TEXT,
+        comment TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS silences_ends ON silences(ends)",
 ]
 
 OUTBOX_COLUMNS = ("created", "event_id", "rule", "channel", "group_key", "kind", "severity",
@@ -288,9 +301,34 @@ class Store:
                 out.append(d)
         return sorted(out, key=lambda d: d["last_id"], reverse=True)
 
-    def active_silences(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Silences in force at `now`. Empty until the silences table lands (issue 6, part 4)."""
-        return []
+    # -- silences -------------------------------------------------------
+
+    def active_silences(self, now: float | None = None,
+                        db: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+        """Silences in force at `now`, oldest first; expired ones drop out by themselves.
+        Each: id, resource, event, ends, author, comment, created (times ISO)."""
+        now = time.time() if now is None else now
+        rows = (db or self.db).execute(
+            "SELECT id, resource, event, ends, author, comment, created FROM silences "
+            "WHERE ends > ? ORDER BY id", (now,))
+        return [{**dict(r), "ends": iso(r["ends"]), "created": iso(r["created"])} for r in rows]
+
+    def silence_add(self, created: float, ends: float, resource: str, event: str | None,
+                    author: str | None, comment: str | None) -> int:
+        """Insert one silence; returns its id."""
+        with self.transaction() as db:
+            return db.execute(
+                "INSERT INTO silences (created, ends, resource, event, author, comment) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (created, ends, resource, event, author, comment)).lastrowid
+
+    def silence_delete(self, silence_id: int) -> dict[str, Any] | None:
+        """Remove a silence (active or expired); returns the row it was, None if unknown."""
+        with self.transaction() as db:
+            r = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if r is not None:
+                db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        return dict(r) if r is not None else None
 
     # -- recoveries -----------------------------------------------------
 
@@ -555,6 +593,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM recoveries WHERE started < ? AND state != 'running'",
                        (older_than,))
+            db.execute("DELETE FROM silences WHERE ends < ?", (older_than,))
             db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead')",
                        (older_than,))
             return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount

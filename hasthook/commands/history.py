@@ -36,6 +36,8 @@ def run(args: argparse.Namespace, app) -> int:
         roles = f" {r['old_role']}->{r['new_role']}" if r["event"] == "role" else ""
         state = " ".join(f"{k}={r[k]}" for k in ("role", "status", "dirty") if r[k] is not None)
         extra = f" cause={r['cause']}" if r.get("cause") else ""
+        held = (r.get("outcome") or {}).get("suppressed") or []
+        extra += "".join(f" silenced-by={h['silence']}" for h in held if h.get("by") == "silence")
         print(f"{r['time']} {r['host']} {r['severity']:<8} {r['event']:<11} "
               f"{r['resource']}{roles}  {state}{extra}".rstrip())
     return sysexits.EX_OK
