@@ -9,7 +9,7 @@ the one target of an Alertmanager channel, whose `compose` turns a group of
 rows into alerts and whose `send` POSTs them to `/api/v2/alerts`.
 
 Conditions and one-shots. disconnect, syncintr, syncstart and split-brain
-are conditions: active until the event that ends them (event.RESOLVES), then
+are conditions: active until the event that ends them (RESOLVED_BY), then
 sent again with the same labels and `endsAt` at that event. Everything else
 (role, connect, a recovery report, ...) is a one-shot alert. An alert always
 carries a bounded `endsAt` (send time + `ttl`, default 5m), so it clears by
@@ -48,9 +48,13 @@ API_PATH = "/api/v2/alerts"
 DEFAULT_TTL = 300.0
 INTERNAL_RULE = "hasthook"  # the rule name of hasthook's own alerts (actions.alert)
 
-# Each condition -> the events that end it (event.RESOLVES turned around).
+# Each condition -> the events that end it: event.RESOLVES turned around, and
+# connect ends a split-brain too. hastd refuses the connection while split, and
+# the node that was reset never sees syncdone (only the primary fires it), so
+# without this its HastSplitBrain would be refreshed for ever.
 RESOLVED_BY: dict[str, tuple[str, ...]] = {
     kind: tuple(r for r, ends in RESOLVES.items() if kind in ends)
+    + (("connect",) if kind == "split-brain" else ())
     for ends in RESOLVES.values() for kind in ends}
 
 ALERTNAMES = {
@@ -135,7 +139,8 @@ def alerts(rows: list[dict[str, Any]], conditions: list[dict[str, Any]], *,
     out: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     for r in rows:
         if r["kind"] == "resolved":
-            keys = [(k, r["resource"], r["host"]) for k in RESOLVES.get(r["event"], ())]
+            keys = [(k, r["resource"], r["host"]) for k, ends in RESOLVED_BY.items()
+                    if r["event"] in ends]
         elif r["kind"] == "alert" and r["event"] in RESOLVED_BY and r.get("rule") != INTERNAL_RULE:
             keys = [(r["event"], r["resource"], r["host"])]
         else:

@@ -147,7 +147,8 @@ def test_alertnames():
     assert am.alertname("some-new_word") == "HastSomeNewWord"
     assert am.alertname("disconnect", rule="hasthook") == "HasthookAlert"
     assert am.RESOLVED_BY == {"disconnect": ("connect",), "syncintr": ("syncdone",),
-                              "syncstart": ("syncdone",), "split-brain": ("syncdone",)}
+                              "syncstart": ("syncdone",),
+                              "split-brain": ("syncdone", "connect")}
 
 
 def _row(event, kind="alert", created=1000.0, resource=RES, host="host1", severity="warning",
@@ -249,6 +250,18 @@ def test_disconnect_then_connect_active_then_resolved(alertmanager, webhook, wri
     done = wait_until(lambda: [n for n in notifications(webhook) if n["status"] == "resolved"],
                       what="Alertmanager's resolved notification")
     assert done[-1]["alerts"][0]["labels"] == a["labels"]
+
+
+def test_connect_ends_a_split_brain_on_the_node_that_never_sees_syncdone(alertmanager,
+                                                                         write_config, hook):
+    cfg = write_config(rules([alertmanager.url]))
+    for words in (["disconnect", RES], ["split-brain", RES], ["split-brain", RES]):
+        assert hook(cfg, *words) == 0
+    wait_until(lambda: len(alertmanager.active()) == 2, what="disconnect and split-brain")
+    assert hook(cfg, "connect", RES) == 0    # the reset secondary: connect, no syncdone
+    wait_until(lambda: not alertmanager.active(), what="both ended by the connect")
+    r = run_cmd(command("hasthook"), "flush", "-c", str(cfg))
+    assert r.returncode == 0 and "re-sent" not in r.stdout, r.stdout
 
 
 def test_resolved_while_down_never_fires(am_down, write_config, hook, tmp_path):
