@@ -24,8 +24,11 @@ SPOOL_NAME = "spool.jsonl"
 _log = None  # the run's Log, so last words go where the settings say
 
 
-class TimeBox(Exception):
-    """The hook ran past settings.hook_timeout; what is left stays queued."""
+class TimeBox(BaseException):
+    """The hook ran past settings.hook_timeout; what is left stays queued.
+
+    A BaseException, so an action's `except Exception` cannot swallow it and run on.
+    """
 
 
 def _on_alarm(signum, frame):  # noqa: ARG001
@@ -136,9 +139,10 @@ def run(argv: list[str], config_path: str | None = None) -> int:
         with store.transaction() as db:
             event_id = store.record(ev, db)
             jobs, matched, held = evaluate(ev, event_id, cfg, store, db, log, config_error)
-    except Exception as e:  # the database is gone, locked past the timeout, or corrupt
+    except (Exception, TimeBox) as e:  # the database is gone, locked, corrupt, or too slow
         saved = spool(ev, settings["state_dir"])
-        log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: {e}; "
+        log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: "
+                 f"{type(e).__name__}: {e}; "
                  + ("spooled for later" if saved else "EVENT NOT SAVED"))
         return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
     outcomes = [job.run() for job in jobs]
