@@ -22,9 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flush": ("hasthook.commands.flush", "send queued messages now (cron: every minute)"),
     "notify-test": ("hasthook.commands.notify_test", "send a test message to a channel"),
     "metrics": ("hasthook.commands.metrics", "Prometheus metrics, for node_exporter's textfile"),
-    "status": ("hasthook.commands.status", "every resource at a glance; exit 1 when unwell"),
-    "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
+    "role": ("hasthook.commands.role", "change roles safely (hastrole.sh, fixed)"),
+    "status": ("hasthook.commands.status", "every resource at a glance; exit 1 when unwell"),
     "failover": ("hasthook.commands.failover", "promote or demote this node"),
     "recover": ("hasthook.commands.recover", "reset a split-brained resource (hastrecover.sh)"),
     "silence": ("hasthook.commands.silence", "mute notifications for a while: add, list, del"),
@@ -86,19 +86,26 @@ class CommandError(Exception):
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes, built anew for each parser: argparse shares a
+    parent's actions, so a command that resolves a conflict (dirty's -c/--critical)
+    would otherwise strip -c from --config for every command."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="rules file (default: $HASTHOOK_CONFIG, "
                              "else /usr/local/etc/hasthook/rules.yaml)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="hasthook", parents=[common],
+        prog="hasthook", parents=[_common()],
         description="Event handler, alerting and operator tools for FreeBSD HAST.")
     p.add_argument("--version", action="version", version=f"hasthook {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, helptext) in COMMANDS.items():
         mod = importlib.import_module(modname)
-        sp = sub.add_parser(name, parents=[common], help=helptext,
+        sp = sub.add_parser(name, parents=[_common()], help=helptext,
                             description=(mod.__doc__ or helptext).strip().splitlines()[0])
         mod.add_arguments(sp)
         sp.set_defaults(_module=mod)
