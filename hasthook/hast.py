@@ -247,6 +247,11 @@ class Hastctl:
         argv = [self.path, args[0]]
         if self.config:
             argv += ["-c", self.config]
+        if any(a.startswith("-") for a in args[1:]):
+            # hast.conf allows a resource named `-c`; hastctl's getopt(3) would take it
+            # for an option. `--` right after the command ends the options (the role
+            # word comes after it); left out otherwise, so the argv is the article's.
+            argv.append("--")
         argv += list(args[1:])
         try:
             p = subprocess.run(
