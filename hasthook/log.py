@@ -23,6 +23,9 @@ LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5
           "info": 6, "debug": 7}
 SOCKETS = ("/var/run/log", "/dev/log")
 SEND_TIMEOUT = 2.0
+# A message is one line of text: a newline becomes a space, other control characters
+# (CR, ESC, ...) a `?`, so a resource name cannot forge a line or drive a terminal.
+_CLEAN = {c: "?" for c in (*range(0x20), 0x7F) if c != 0x09} | {0x0A: " "}
 
 
 def _is_socket(path: str) -> bool:
@@ -65,7 +68,7 @@ class Log:
     def __call__(self, level: str, message: str, *, facility: int | None = None,
                  tag: str | None = None) -> None:
         """Log one line; never raises (a hook must not die because syslogd did)."""
-        message = " ".join(message.split("\n"))
+        message = message.translate(_CLEAN)
         if self.echo:
             try:
                 print(f"{tag or self.tag}: {message}", file=sys.stderr)
