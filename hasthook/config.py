@@ -160,10 +160,21 @@ def from_data(data: dict[str, Any] | None, path: str | None = None) -> Config:
     return Config(path, data, merge_settings(data.get("settings")))
 
 
+# A rules file is kilobytes. These bound what a typo or a hostile file can cost the
+# hook before its time box: an alias bomb ("billion laughs") is small as text but
+# huge once aliases are expanded, which validation and the last good copy both do.
+MAX_CHARS = 4 * 1024 * 1024
+MAX_VALUES = 200_000            # counting each alias as the copy it stands for
+MAX_DEPTH = 64
+
+
 def parse_text(text: str, path: str = "<string>") -> dict[str, Any]:
     """YAML text to a mapping; syntax errors name the file and line."""
     import yaml
 
+    if len(text) > MAX_CHARS:
+        raise _error([Problem(path, 1, 1, "(yaml)",
+                              f"file too large ({len(text)} characters; at most {MAX_CHARS})")])
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -171,12 +182,36 @@ def parse_text(text: str, path: str = "<string>") -> dict[str, Any]:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
         raise _error([Problem(path, line, col, "(yaml)", f"syntax error: {problem}")]) from None
+    except RecursionError:
+        raise _error([Problem(path, 1, 1, "(yaml)",
+                              f"nested more than {MAX_DEPTH} levels deep")]) from None
+    why = _too_big(data)
+    if why:
+        raise _error([Problem(path, 1, 1, "(yaml)", why)])
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise _error([Problem(path, 1, 1, "(top level)",
                               f"must be a mapping, not {type(data).__name__}")])
     return data
+
+
+def _too_big(data: Any) -> str | None:
+    """Why parsed YAML is too big to use; walks it as validation would, up to the limits."""
+    seen, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return (f"more than {MAX_VALUES} values once aliases are expanded "
+                    "(an alias bomb?)")
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return None
 
 
 def _error(problems: list[Problem]) -> ConfigError:
