@@ -94,11 +94,29 @@ def take_spool(store, state_dir: str) -> int:
     return n
 
 
+def argv_text(argv: list[str]) -> list[str]:
+    """The words as text SQLite and JSON can hold: bytes that are not UTF-8 (which
+    Python keeps as lone surrogates) become `\\xNN`, so one odd name cannot make
+    every later write to the database fail."""
+    out = []
+    for word in argv:
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                word = word.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:  # a surrogate no argv decoding makes
+                word = word.encode("utf-8", "backslashreplace").decode("utf-8")
+        out.append(word)
+    return out
+
+
 def run(argv: list[str], config_path: str | None = None) -> int:
     """Handle one event; returns the exit status. Raises nothing but TimeBox."""
     from .config import load_for_hook
     from .log import Log
 
+    argv = argv_text(argv)
     cfg, config_error = load_for_hook(config_path)
     settings = cfg.settings
     global _log
