@@ -12,15 +12,23 @@ Exit status: 0 handled (also for an event word from a newer hastd),
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import glob
+import hashlib
 import json
 import os
 import signal
+import stat
 import sys
+import time
 
 from . import sysexits
 from .event import Event, UsageError, classify
 
 SPOOL_NAME = "spool.jsonl"
+REJECTED_NAME = "spool.rejected.jsonl"
+FALLBACK_DIR = "/var/tmp"
 _log = None  # the run's Log, so last words go where the settings say
 
 
@@ -52,45 +60,133 @@ def enrich(ev: Event, settings: dict) -> str | None:
     return None
 
 
-def spool(ev: Event, state_dir: str) -> bool:
-    """Append the event to the spool file when the database cannot take it."""
-    line = json.dumps(ev.to_dict(), sort_keys=True) + "\n"
-    for d in (state_dir, "/var/tmp"):
+def spool_paths(state_dir: str) -> list[str]:
+    """Where an event the database cannot take is written: the state dir, else a
+    private directory in /var/tmp named after the state dir (another file system)."""
+    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    return [os.path.join(state_dir, SPOOL_NAME),
+            os.path.join(FALLBACK_DIR, f"hasthook.{tag}", SPOOL_NAME)]
+
+
+def _private_dir(d: str) -> bool:
+    """A directory only we can enter (not a link someone else planted in /var/tmp)."""
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
+def spool(ev: Event, state_dir: str) -> str | None:
+    """Append the event to a spool file when the database cannot take it; the file used."""
+    data = (json.dumps(ev.to_dict(), sort_keys=True) + "\n").encode()
+    for i, path in enumerate(spool_paths(state_dir)):
+        d = os.path.dirname(path)
         try:
             os.makedirs(d, mode=0o700, exist_ok=True)
-            fd = os.open(os.path.join(d, SPOOL_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o600)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
-            return True
+            if (i == 0 or _private_dir(d)) and _append(path, data):
+                return path
         except OSError:
             continue
+    return None
+
+
+def _append(path: str, data: bytes) -> bool:
+    """Append one whole line, under an flock, to the file that is still at `path`:
+    take_spool renames the file away, and a line written after that would be lost."""
+    for _ in range(10):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            try:
+                if not os.path.samestat(st, os.stat(path)):
+                    continue  # taken in since we opened it: open the new one
+            except FileNotFoundError:
+                continue
+            try:
+                if os.write(fd, data) == len(data):
+                    return True
+            except OSError:
+                pass
+            os.ftruncate(fd, st.st_size)  # no half line for the next one to join
+            raise OSError(errno.ENOSPC, "short write")
+        finally:
+            os.close(fd)
     return False
 
 
-def take_spool(store, state_dir: str) -> int:
-    """Move spooled events into the database; returns how many."""
-    path = os.path.join(state_dir, SPOOL_NAME)
-    if not os.path.exists(path):
-        return 0
-    work = path + f".{os.getpid()}"
+def take_spool(store, state_dir: str, log=None) -> int:
+    """Move spooled events into the database; returns how many.
+
+    Each spool file is renamed to a work file, locked, recorded in one
+    transaction and removed. A work file whose run was killed is taken by the
+    next (its lock died with it); an event already recorded is not recorded
+    again; a line that cannot be recorded goes to spool.rejected.jsonl, logged.
+    """
+    n = 0
+    for i, path in enumerate(spool_paths(state_dir)):
+        if i and not _private_dir(os.path.dirname(path)):
+            continue
+        if os.path.isfile(path):
+            try:  # a name no earlier run left behind (pids come round again)
+                os.rename(path, f"{path}.{os.getpid()}.{time.time_ns()}")
+            except OSError:
+                pass
+        for work in sorted(glob.glob(glob.escape(path) + ".*")):
+            n += _take(store, state_dir, work, log)
+        if i:
+            try:
+                os.rmdir(os.path.dirname(path))  # leave no empty directory in /var/tmp
+            except OSError:
+                pass
+    return n
+
+
+def _take(store, state_dir: str, work: str, log) -> int:
+    import sqlite3
+
     try:
-        os.rename(path, work)
+        fd = os.open(work, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return 0
-    fields = set(Event.__dataclass_fields__)
-    n = 0
-    with open(work, encoding="utf-8") as f, store.transaction() as db:
-        for line in f:
+    with os.fdopen(fd, "rb") as f:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not os.path.samestat(os.fstat(fd), os.stat(work)):
+                return 0
+        except OSError:  # another run holds it, or took it in already
+            return 0
+        fields = set(Event.__dataclass_fields__)
+        n, rejected = 0, []
+        with store.transaction() as db:
+            for line in f.read().splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    ev = Event(**{k: v for k, v in d.items() if k in fields})
+                    if not store.recorded(ev, db):
+                        store.record(ev, db)
+                        n += 1
+                except (ValueError, TypeError, AttributeError, sqlite3.IntegrityError,
+                        sqlite3.InterfaceError, sqlite3.ProgrammingError):
+                    rejected.append(line + b"\n")
+        if rejected:
+            bad = os.path.join(state_dir, REJECTED_NAME)
             try:
-                d = json.loads(line)
-            except ValueError:
-                continue
-            store.record(Event(**{k: v for k, v in d.items() if k in fields}), db)
-            n += 1
-    os.unlink(work)
+                with open(bad, "ab") as out:
+                    out.writelines(rejected)
+            except OSError as e:
+                if log:
+                    log.crit(f"{len(rejected)} spooled lines in {work} cannot be recorded "
+                             f"nor moved to {bad}: {e.strerror}; left in place")
+                return n
+            if log:
+                log.crit(f"{len(rejected)} spooled lines cannot be recorded; kept in {bad}")
+        os.unlink(work)
+    if n and log:
+        log.notice(f"{n} spooled events taken into {store.path}")
     return n
 
 
@@ -153,7 +249,10 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
         mark_cause(ev, store)
     try:
-        take_spool(store, settings["state_dir"])
+        try:
+            take_spool(store, settings["state_dir"], log)
+        except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
+            log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
         with store.transaction() as db:
             event_id = store.record(ev, db)
             jobs, matched, held = evaluate(ev, event_id, cfg, store, db, log, config_error)
@@ -161,7 +260,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
         saved = spool(ev, settings["state_dir"])
         log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: "
                  f"{type(e).__name__}: {e}; "
-                 + ("spooled for later" if saved else "EVENT NOT SAVED"))
+                 + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
         return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
     outcomes = [job.run() for job in jobs]
     if matched or held or outcomes:

@@ -195,6 +195,12 @@ class Store:
         with self.transaction() as tx:
             return tx.execute(sql, row).lastrowid
 
+    def recorded(self, ev: Event, db: sqlite3.Connection) -> bool:
+        """Is this very event (same host, resource, kind and time) in the history already?"""
+        return db.execute("SELECT 1 FROM events WHERE resource = ? AND event = ? AND time = ? "
+                          "AND host = ? LIMIT 1",
+                          (ev.resource, ev.event, ev.time, ev.host)).fetchone() is not None
+
     def set_outcome(self, event_id: int, rules: list[str], outcome: dict[str, Any],
                     db: sqlite3.Connection | None = None) -> None:
         """The rules an event matched and what came of them; in `transaction()` when db is given."""
