@@ -45,7 +45,29 @@ def parse_priority(spec: str, default_facility: str = "user") -> tuple[int, int]
     return FACILITIES[fac], LEVELS[lvl]
 
 
-class Log:
+class Levels:
+    """Short names over `self(level, message)`, so call sites read as what they say."""
+
+    def __call__(self, level: str, message: str, **kw) -> None:
+        raise NotImplementedError
+
+    def info(self, msg: str) -> None:
+        self("info", msg)
+
+    def notice(self, msg: str) -> None:
+        self("notice", msg)
+
+    def warning(self, msg: str) -> None:
+        self("warning", msg)
+
+    def error(self, msg: str) -> None:
+        self("err", msg)
+
+    def crit(self, msg: str) -> None:
+        self("crit", msg)
+
+
+class Log(Levels):
     """Send `tag[pid]: message` lines to syslog; `echo` also writes them to stderr."""
 
     def __init__(self, tag: str = "hasthook", facility: str = "daemon",
@@ -112,19 +134,3 @@ class Log:
                 os.close(fd)
         except OSError:
             pass
-
-    # Short names, so call sites read as what they say.
-    def info(self, msg: str) -> None:
-        self("info", msg)
-
-    def notice(self, msg: str) -> None:
-        self("notice", msg)
-
-    def warning(self, msg: str) -> None:
-        self("warning", msg)
-
-    def error(self, msg: str) -> None:
-        self("err", msg)
-
-    def crit(self, msg: str) -> None:
-        self("crit", msg)

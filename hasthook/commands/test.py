@@ -18,6 +18,7 @@ from typing import Any
 from .. import sysexits
 from ..cli import CommandError
 from ..event import ROLES, UsageError, classify
+from ..log import Levels
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-class DryLog:
+class DryLog(Levels):
     """Collects what the actions would have logged, to show instead of sending it."""
 
     def __init__(self) -> None:
@@ -39,21 +40,6 @@ class DryLog:
 
     def __call__(self, level: str, message: str, **_: Any) -> None:
         self.lines.append(f"{level}: {message}")
-
-    def info(self, msg: str) -> None:
-        self("info", msg)
-
-    def notice(self, msg: str) -> None:
-        self("notice", msg)
-
-    def warning(self, msg: str) -> None:
-        self("warning", msg)
-
-    def error(self, msg: str) -> None:
-        self("err", msg)
-
-    def crit(self, msg: str) -> None:
-        self("crit", msg)
 
 
 def run(args: argparse.Namespace, app) -> int:
