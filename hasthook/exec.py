@@ -241,27 +241,34 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     log("crit" if ev.severity == "critical" else
         "warning" if ev.severity == "warning" else "notice", ev.summary)
 
-    from .store import Store
+    from .store import Store, damaged
 
     store = Store(settings["state_dir"])
     if ev.event == "role":  # a role change our own split-brain recovery made? (cause recover)
         from .tools.recover import mark_cause
 
         mark_cause(ev, store)
-    try:
+    notice = None
+    for attempt in (1, 2):
         try:
-            take_spool(store, settings["state_dir"], log)
-        except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
-            log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
-        with store.transaction() as db:
-            event_id = store.record(ev, db)
-            jobs, matched, held = evaluate(ev, event_id, cfg, store, db, log, config_error)
-    except (Exception, TimeBox) as e:  # the database is gone, locked, corrupt, or too slow
-        saved = spool(ev, settings["state_dir"])
-        log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: "
-                 f"{type(e).__name__}: {e}; "
-                 + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
-        return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
+            try:
+                take_spool(store, settings["state_dir"], log)
+            except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
+                log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
+            with store.transaction() as db:
+                event_id = store.record(ev, db)
+                jobs, matched, held = evaluate(ev, event_id, cfg, store, db, log, config_error,
+                                               notice)
+            break
+        except (Exception, TimeBox) as e:  # the database is gone, locked, damaged, or slow
+            if attempt == 1 and damaged(e):
+                notice = _set_aside(store, e, log)
+                continue  # a new database (this run's or another's), or spool below
+            saved = spool(ev, settings["state_dir"])
+            log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: "
+                     f"{type(e).__name__}: {e}; "
+                     + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
+            return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
     outcomes = [job.run() for job in jobs]
     if matched or held or outcomes:
         try:
@@ -286,10 +293,29 @@ def deliver(store, cfg, log) -> None:
         log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
 
 
+def _set_aside(store, error: Exception, log) -> str | None:
+    """A damaged database would send every event to the spool and silence every rule:
+    move it aside (kept for the admin) and start a new one. Returns the alert text."""
+    try:
+        aside = store.set_aside()
+    except Exception as e:  # noqa: BLE001 - then the event is spooled
+        log.error(f"cannot move the damaged database {store.path} aside: {e}")
+        return None
+    if aside is None:
+        return None  # another hook has replaced it already
+    text = (f"The database {store.path} was damaged ({error}). It was moved to {aside} and a "
+            f"new one started, so events are recorded and rules act again. Its history and "
+            f"any messages still queued in it stay there: `sqlite3 {aside} .recover` may "
+            "save them.")
+    log.crit(text)
+    return text
+
+
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
 
 
-def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | None = None):
+def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | None = None,
+             db_notice: str | None = None):
     """Inside the event's transaction: match the rules, apply throttle and
     repeat state, and let each action prepare. Returns (jobs to run after the
     commit, names of the rules that matched, what was suppressed and by which rule).
@@ -314,6 +340,8 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
     db.execute("SAVEPOINT rules")
     try:
         _config_alert(ev, cfg, store, db, ctx(), config_error)
+        if db_notice:  # this run moved a damaged database aside: tell the admin
+            actions.alert(ctx(), db, f"hasthook on {ev.host}: database damaged", db_notice)
         store.resolve(db, ev)
         from .actions.notify import prepare_resolved
 

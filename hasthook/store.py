@@ -8,6 +8,7 @@ addresses, and later tables hold delivery state.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -20,6 +21,8 @@ from .event import Event
 from .rules import RuleState
 
 DB_NAME = "hasthook.db"
+# SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged (not locked, full or read-only).
+DAMAGED = (11, 26)
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
@@ -169,6 +172,41 @@ class Store:
                     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute("PRAGMA synchronous=NORMAL")
         return db
+
+    def set_aside(self) -> str | None:
+        """Move a damaged database file (and its WAL) aside, so the next open starts anew.
+
+        Under a lock, and only when a fresh look still finds the file at the path
+        damaged: another hook may have replaced it a moment ago. Returns the new
+        name, or None when the file was left where it is.
+        """
+        self.close()
+        fd = os.open(os.path.join(self.state_dir, "db.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not os.path.isfile(self.path):
+                return None
+            try:
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+                try:
+                    if db.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok":
+                        return None
+                finally:
+                    db.close()
+            except sqlite3.DatabaseError as e:
+                if not damaged(e):
+                    return None
+            aside = (f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+                     f"-{os.getpid()}")
+            os.rename(self.path, aside)
+            for ext in ("-wal", "-shm"):
+                try:
+                    os.rename(self.path + ext, aside + ext)
+                except FileNotFoundError:
+                    pass
+            return aside
+        finally:
+            os.close(fd)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -603,6 +641,12 @@ class Store:
             db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead')",
                        (older_than,))
             return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount
+
+
+def damaged(e: BaseException) -> bool:
+    """Is this error a damaged database file, rather than a lock, a full disk or a mode?"""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, sqlite3.DatabaseError) and code is not None and code & 0xFF in DAMAGED
 
 
 @contextmanager

@@ -97,11 +97,11 @@ def test_unwritable_database_spools_then_recovers(write_config, tmp_path, syslog
     assert hook(cfg, "connect", "shared1").returncode == 0
     db = tmp_path / "state" / "hasthook.db"
     db.rename(tmp_path / "state" / "saved.db")
-    db.write_bytes(b"this is not a database" * 100)
+    db.mkdir()  # as root, a mode stops nothing; a directory cannot be opened (test_faults: more)
     assert hook(cfg, "split-brain", "shared1").returncode == 0
     syslog.wait_for("spooled for later")
     assert (tmp_path / "state" / "spool.jsonl").exists()
-    db.unlink()
+    db.rmdir()
     (tmp_path / "state" / "saved.db").rename(db)
     assert hook(cfg, "syncdone", "shared1").returncode == 0
     events = [r["event"] for r in history(cfg)]
