@@ -112,12 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _database_error(app: App, e: Exception) -> str:
+    from .store import damaged
+
+    path = app._store.path if app._store is not None else "the database"
+    if damaged(e):
+        return (f"{path}: {e}. The next hook that meets the damage moves it aside and starts "
+                "a new one; or move it aside yourself (`sqlite3 FILE .recover` may save "
+                "its history).")
+    return f"{path}: {e}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help(sys.stderr)
         return sysexits.EX_USAGE
+    import sqlite3
+
     from .config import ConfigError
 
     app = App(getattr(args, "config", None))
@@ -129,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as e:
         print(f"hasthook: {e}", file=sys.stderr)
         code = e.code
+    except sqlite3.Error as e:  # one line for the admin, not a traceback
+        print(f"hasthook: {_database_error(app, e)}", file=sys.stderr)
+        code = sysexits.EX_IOERR
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:
