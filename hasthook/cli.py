@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "failover": ("hasthook.commands.failover", "promote or demote this node"),
     "recover": ("hasthook.commands.recover", "reset a split-brained resource (hastrecover.sh)"),
     "silence": ("hasthook.commands.silence", "mute notifications for a while: add, list, del"),
+    "demo": ("hasthook.commands.demo", "see it work: a simulated HAST pair, no FreeBSD needed"),
 }
 
 
