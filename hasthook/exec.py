@@ -283,9 +283,11 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 def deliver(store, cfg, log) -> None:
     """Send what is due, this run's messages and any left by other runs, within the
     time box; what cannot go now stays queued for the next run or `hasthook flush`."""
-    from .deliver import drain
-
     try:
+        if store.outbox_due() == (None, None, None):
+            return  # nothing queued: most events; skip importing the deliverer (logging...)
+        from .deliver import drain
+
         drain(store, cfg, log)
     except TimeBox:
         raise

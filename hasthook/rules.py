@@ -71,12 +71,23 @@ def _listed(want: Any) -> list[Any]:
     return list(want) if isinstance(want, list | tuple) else [want]
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
 def _glob(value: str | None, patterns: Any) -> bool:
+    """Glob or `re:` match. A plain name or `prefix*` is compared directly: fnmatch
+    compiles a regex per pattern, which is most of a fresh hook's matching time."""
     if value is None:
         return False
     for p in _listed(patterns):
         if p.startswith("re:"):
             if _regex(p[3:]).fullmatch(value):
+                return True
+        elif not _GLOB_CHARS.intersection(p):
+            if value == p:
+                return True
+        elif p[-1] == "*" and not _GLOB_CHARS.intersection(p[:-1]):
+            if value.startswith(p[:-1]):
                 return True
         elif fnmatch.fnmatchcase(value, p):
             return True

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .. import alertmanager, render
+from .. import render
 from ..units import format_duration, parse_duration
 from . import Context, outcome
 
@@ -42,6 +42,8 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
     `templates`, else the built-in ones. Group key: rule + severity, so one
     rule's burst is one message per channel.
     """
+    from .. import alertmanager  # here: the hook imports notify for every event
+
     p = _params(params)
     cfg, ev, rule = ctx.config, ctx.event, ctx.rule_config or {}
     name = ctx.rule or ("hasthook" if p.get("internal") else None)
