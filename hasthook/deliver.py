@@ -31,7 +31,6 @@ retry above are the same for both.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import random
 import re
@@ -232,36 +231,46 @@ class Target:
         return redact(why or "apprise reported a failure", [(self.raw, self.key)])[:500]
 
 
-class _Capture(logging.Handler):
-    """Apprise's log lines, per sending thread, so a failure can say why."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self._local = threading.local()
-
-    def start(self) -> None:
-        self._local.lines = []
-
-    def stop(self) -> list[str]:
-        lines, self._local.lines = getattr(self._local, "lines", []), None
-        return lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        lines = getattr(self._local, "lines", None)
-        if lines is None:
-            return
-        msg = record.getMessage()
-        if record.levelno >= logging.WARNING or msg.startswith("Socket Exception"):
-            lines.append(" ".join(msg.split()))
+_capture: Any = None  # made by _apprise(): a hook that sends nothing needs no logging
 
 
-_capture = _Capture()
+def _new_capture() -> Any:
+    """A logging handler keeping apprise's log lines per sending thread, so a failure
+    can say why."""
+    import logging
+
+    class Capture(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self._local = threading.local()
+
+        def start(self) -> None:
+            self._local.lines = []
+
+        def stop(self) -> list[str]:
+            lines, self._local.lines = getattr(self._local, "lines", []), None
+            return lines
+
+        def emit(self, record: logging.LogRecord) -> None:
+            lines = getattr(self._local, "lines", None)
+            if lines is None:
+                return
+            msg = record.getMessage()
+            if record.levelno >= logging.WARNING or msg.startswith("Socket Exception"):
+                lines.append(" ".join(msg.split()))
+
+    return Capture()
 
 
 def _apprise():
     """Import apprise on first use and route its logging to the capture, not stderr."""
+    import logging
+
     import apprise
 
+    global _capture
+    if _capture is None:
+        _capture = _new_capture()
     lg = logging.getLogger("apprise")
     if _capture not in lg.handlers:
         lg.addHandler(_capture)

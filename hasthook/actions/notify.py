@@ -42,8 +42,6 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
     `templates`, else the built-in ones. Group key: rule + severity, so one
     rule's burst is one message per channel.
     """
-    from .. import alertmanager  # here: the hook imports notify for every event
-
     p = _params(params)
     cfg, ev, rule = ctx.config, ctx.event, ctx.rule_config or {}
     name = ctx.rule or ("hasthook" if p.get("internal") else None)
@@ -61,9 +59,19 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
             "event": ev.event, "resource": ev.resource, "host": ev.host,
             "title": title, "body": body,
             # Alertmanager holds an alert until told it ended: always resolve there.
-            "send_resolved": bool(rule.get("send_resolved")) or alertmanager.is_channel(spec),
+            "send_resolved": bool(rule.get("send_resolved")) or _alertmanager(spec),
             "due": ctx.now + _group_wait(rule, cfg.settings)})
     return rows
+
+
+def _alertmanager(spec: Any) -> bool:
+    """alertmanager.is_channel, importing that module (urllib, ipaddress, base64) only
+    for a mapping: each hook of a burst renders a message, most to plain URLs."""
+    if not isinstance(spec, dict):
+        return False
+    from .. import alertmanager
+
+    return alertmanager.is_channel(spec)
 
 
 def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
