@@ -248,6 +248,12 @@ def run(argv: list[str], config_path: str | None = None) -> int:
         from .tools.recover import mark_cause
 
         mark_cause(ev, store)
+    # What evaluate() uses, imported before the write lock is taken: importing inside
+    # the transaction held the lock ten times longer (35 ms, not 3), and in a burst of
+    # 200 hooks some waited past the busy timeout and were spooled, not acted on.
+    from . import actions, rules, silences  # noqa: F401
+    from .actions import notify  # noqa: F401
+
     notice = None
     for attempt in (1, 2):
         try:
