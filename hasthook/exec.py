@@ -29,6 +29,7 @@ from .event import Event, UsageError, classify
 SPOOL_NAME = "spool.jsonl"
 REJECTED_NAME = "spool.rejected.jsonl"
 FALLBACK_DIR = "/var/tmp"
+SPOOL_MARGIN = 5.0  # seconds of the time box kept for spooling when the database is locked
 _log = None  # the run's Log, so last words go where the settings say
 
 
@@ -243,7 +244,10 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
     from .store import Store, damaged
 
-    store = Store(settings["state_dir"])
+    # A locked database is waited for as long as the time box allows, less the time to
+    # spool: a spooled event is recorded later, but no rule ever acts on it.
+    store = Store(settings["state_dir"],
+                  busy_timeout=max(1.0, parse_duration(settings["hook_timeout"]) - SPOOL_MARGIN))
     if ev.event == "role":  # a role change our own split-brain recovery made? (cause recover)
         from .tools.recover import mark_cause
 

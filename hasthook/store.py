@@ -145,9 +145,11 @@ EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "s
 class Store:
     """A connection to the state database, created on first use."""
 
-    def __init__(self, state_dir: str):
+    def __init__(self, state_dir: str, busy_timeout: float | None = None):
+        """busy_timeout: seconds a statement waits for another process's lock."""
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, DB_NAME)
+        self.busy_ms = int(BUSY_TIMEOUT_MS if busy_timeout is None else busy_timeout * 1000)
         self._db: sqlite3.Connection | None = None
 
     @property
@@ -160,9 +162,9 @@ class Store:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         if not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=self.busy_ms / 1000, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout={self.busy_ms}")
         if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             db.execute("PRAGMA journal_mode=WAL")
             with _immediate(db):
@@ -187,7 +189,7 @@ class Store:
             if not os.path.isfile(self.path):
                 return None
             try:
-                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+                db = sqlite3.connect(self.path, timeout=self.busy_ms / 1000)
                 try:
                     if db.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok":
                         return None
