@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import command, run_cmd
 from standins import Standins
 
 from hasthook import sysexits
@@ -115,12 +119,18 @@ class Log:
 
 
 class Store:
+    """The recorder Failover is given (the command gives it a Router)."""
+
     def __init__(self):
         self.events = []
 
     def record(self, ev):
         self.events.append(ev)
         return len(self.events)
+
+    @property
+    def alerts(self):
+        return [e for e in self.events if e.severity == "critical"]
 
 
 class FakeHastctl:
@@ -181,11 +191,10 @@ def node(tmp_path):
     settings = _settings(si, dev, tmp_path / "st")
     out: list[str] = []
     store, log = Store(), Log()
-    alerts = []
-    fo = Failover(settings, resources, ctl, log, store=store, host="host1", wait=2,
-                  alert=alerts.append, out=out.append)
+    fo = Failover(settings, resources, ctl, log, record=store.record, host="host1", wait=2,
+                  out=out.append)
     return type("Node", (), dict(fo=fo, si=si, ctl=ctl, dev=dev, out=out, store=store,
-                                 log=log, alerts=alerts))
+                                 log=log))
 
 
 def test_promote_then_demote_runs_the_exact_sequence(node):
@@ -254,7 +263,7 @@ def test_failing_fsck_stops_the_chain_before_mount(node):
     assert node.si.state()["mounts"] == []
     [crit] = [m for lvl, m in node.log.lines if lvl == "crit"]
     assert "STOPPED at step 2/4 [db] fsck" in crit and "RUN fsck MANUALLY" in crit
-    [alert] = node.alerts
+    [alert] = node.store.alerts
     assert (alert.event, alert.severity, alert.cause, alert.resource) == (
         "failover", "critical", "failover", "db")
     assert alert.extra["step"] == "fsck" and alert.extra["result"] == "failed"
@@ -267,7 +276,7 @@ def test_umount_busy_stops_before_role_secondary(node):
     node.si.fail("umount", code=1, message="umount: unmount of /srv/db failed: Device busy")
     assert node.fo.run("demote", ["db"]) == sysexits.EX_UNAVAILABLE
     assert node.ctl.roles["db"] == "primary"     # the device stays under the mounted fs
-    assert node.alerts[-1].extra["step"] == "umount"
+    assert node.store.alerts[-1].extra["step"] == "umount"
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(node):
@@ -299,7 +308,7 @@ def test_steps_are_recorded_with_what_they_did(node):
 def test_missing_program_fails_the_step(node):
     node.fo.settings["commands"]["zpool"] = node.fo.cmd["zpool"] = "/nonexistent/zpool"
     assert node.fo.run("promote", ["tank0"]) == sysexits.EX_UNAVAILABLE
-    assert node.alerts[0].extra["detail"] == (
+    assert node.store.alerts[0].extra["detail"] == (
         "cannot tell whether pool tank is imported: /nonexistent/zpool: "
         "No such file or directory")
 
@@ -363,3 +372,316 @@ def test_schema_accepts_the_three_filesystems():
 def test_schema_rejects_half_formed_resources(res, needle):
     errors = _schema_errors({"db": res})
     assert any(needle in e for e in errors), errors
+
+
+# -- end to end: `hasthook failover` on the simulator ------------------------
+
+RESOURCES = {"db": {"filesystem": "ufs", "mountpoint": "/srv/db", "services": ["postgresql"]},
+             "tank0": {"filesystem": "zfs", "pool": "tank", "services": ["nfsd"]},
+             "raw": {"filesystem": "none", "services": ["ctld"]}}
+SIM_RESOURCES = [{"name": "db", "localpath": "/dev/ada1", "provname": "dbprov"},
+                 {"name": "tank0", "localpath": "/dev/ada2"},
+                 {"name": "raw", "localpath": "/dev/ada3"}]
+
+
+class Host:
+    """One simulated node with its stand-ins and its rules file."""
+
+    def __init__(self, node, tmp_path: Path, syslog, labels: Path):
+        self.node = node
+        self.si = Standins(tmp_path / node.name / "standins", node.name, labels)
+        self.cfg = tmp_path / node.name / "rules.yaml"
+        self.state_dir = tmp_path / node.name / "state"
+        self.cfg.write_text(yaml.safe_dump({
+            "settings": {
+                "hostname": node.name, "hastctl": node.hastctl_path,
+                "dev_dir": str(node.dev_dir), "hastd_pidfile": str(node.pidfile),
+                "state_dir": str(self.state_dir),
+                "syslog": {"socket": syslog.path, "tag": "hasthook", "facility": "daemon"},
+                "commands": {**self.si.commands,
+                             "pgrep": shutil.which("pgrep") or "/bin/pgrep"}},
+            "resources": RESOURCES}))
+
+    def hasthook(self, *args):
+        return run_cmd(command("hasthook"), *args, "-c", str(self.cfg))
+
+    def failover(self, *args):
+        return self.hasthook("failover", *args)
+
+    def history(self):
+        r = self.hasthook("history", "--json", "--event", "failover")
+        assert r.returncode == 0, r.stderr
+        return list(reversed(json.loads(r.stdout)))
+
+    def role_calls(self):
+        return [c for c in self.node.calls() if c[0] == "role"]
+
+
+@pytest.fixture
+def drained(syslog):
+    """The syslog sink, read continuously: a failover logs more lines than a datagram
+    socket queues (net.unix.max_dgram_qlen, 10 here), and a full queue blocks the sender."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            syslog.drain()
+            time.sleep(0.005)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    yield syslog
+    stop.set()
+    t.join()
+
+
+@pytest.fixture
+def cluster(tmp_path, drained):
+    from hasthook.sim import SimCluster
+
+    syslog = drained
+    with SimCluster(tmp_path / "sim", SIM_RESOURCES) as c:
+        labels = tmp_path / "labels.json"
+        c.h1, c.h2 = (Host(n, tmp_path, syslog, labels) for n in (c.host1, c.host2))
+        c.h1.si.add_pool("tank", "tank0")
+        for name in c.resources:
+            c.host1.set_state(name, role="secondary")
+            c.host2.set_state(name, role="secondary")
+        yield c
+
+
+def test_cli_promote_demote_exact_argv_on_the_simulator(cluster):
+    h = cluster.h1
+    r = h.failover("promote")
+    assert r.returncode == 0, r.stdout + r.stderr
+    dev = str(h.node.dev_dir)
+    assert h.si.calls() == [
+        ["fsck", "-y", "-t", "ufs", f"{dev}/dbprov"],
+        ["mount", "-o", "noatime", f"{dev}/dbprov", "/srv/db"],
+        ["zpool", "import", "-f", "-d", dev, "tank"],
+        ["service", "postgresql", "onestart"],
+        ["service", "nfsd", "onestart"],
+        ["service", "ctld", "onestart"],
+    ]
+    assert h.role_calls() == [["role", "primary", "db"], ["role", "primary", "tank0"],
+                              ["role", "primary", "raw"]]
+    assert {n: h.node.role(n) for n in cluster.resources} == dict.fromkeys(
+        cluster.resources, "primary")
+    assert (h.node.dev_dir / "dbprov").exists()
+    assert r.stdout.splitlines()[-1] == "promote complete"
+
+    h.si.clear_calls()
+    h.node.clear_calls()
+    r = h.failover("demote")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert h.si.calls() == [
+        ["service", "ctld", "onestop"],
+        ["service", "nfsd", "onestop"],
+        ["service", "postgresql", "onestop"],
+        ["zpool", "export", "tank"],
+        ["umount", "/srv/db"],
+    ]
+    assert h.role_calls() == [["role", "secondary", "db"], ["role", "secondary", "tank0"],
+                              ["role", "secondary", "raw"]]
+    assert not (h.node.dev_dir / "dbprov").exists()
+    assert h.si.state() == {"mounts": [], "imported": [], "running": []}
+    steps = [(e["resource"], e["extra"]["action"], e["extra"]["step"], e["extra"]["result"])
+             for e in h.history()]
+    assert steps[:7] == [("db", "promote", "role", "ok"), ("db", "promote", "fsck", "ok"),
+                         ("db", "promote", "mount", "ok"), ("tank0", "promote", "import", "ok"),
+                         ("db", "promote", "start", "ok"), ("tank0", "promote", "start", "ok"),
+                         ("raw", "promote", "start", "ok")]
+    assert steps[7:] == [("raw", "demote", "stop", "ok"), ("tank0", "demote", "stop", "ok"),
+                         ("db", "demote", "stop", "ok"), ("tank0", "demote", "export", "ok"),
+                         ("db", "demote", "umount", "ok"), ("db", "demote", "role", "ok")]
+
+
+@pytest.mark.parametrize("fs, names, promote, demote", [
+    ("ufs", ["db"],
+     [["fsck", "-y", "-t", "ufs", "{dev}/dbprov"],
+      ["mount", "-o", "noatime", "{dev}/dbprov", "/srv/db"],
+      ["service", "postgresql", "onestart"]],
+     [["service", "postgresql", "onestop"], ["umount", "/srv/db"]]),
+    ("zfs", ["tank0"],
+     [["zpool", "import", "-f", "-d", "{dev}", "tank"], ["service", "nfsd", "onestart"]],
+     [["service", "nfsd", "onestop"], ["zpool", "export", "tank"]]),
+    ("none", ["raw"], [["service", "ctld", "onestart"]], [["service", "ctld", "onestop"]]),
+])
+def test_cli_each_filesystem_twice_is_harmless(cluster, fs, names, promote, demote):
+    h = cluster.h1
+    dev = str(h.node.dev_dir)
+
+    def fill(calls):
+        return [[a.format(dev=dev) for a in c] for c in calls]
+
+    for action, want in (("promote", promote), ("demote", demote)):
+        h.si.clear_calls()
+        h.node.clear_calls()
+        assert h.failover(action, *names).returncode == 0
+        assert h.si.calls() == fill(want)
+        role = "primary" if action == "promote" else "secondary"
+        assert h.role_calls() == [["role", role, names[0]]]
+        # Again: every step is already done, so nothing changes and nothing fails.
+        h.si.clear_calls()
+        h.node.clear_calls()
+        r = h.failover(action, *names)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert h.si.calls() == [] and h.role_calls() == []
+        assert "skipped" in r.stdout and "complete" in r.stdout
+
+
+def test_cli_crash_pool_never_exported_is_imported_with_f(cluster):
+    """host1 dies with the pool imported; host2 is promoted and must force the import."""
+    h1, h2 = cluster.h1, cluster.h2
+    cluster.steady("host1")
+    assert h1.failover("promote", "tank0").returncode == 0
+    assert h1.si.pool_label("tank")["in_use_by"] == "host1"
+    cluster.host1.stop_hastd()          # the crash: no demote, no zpool export
+    cluster.settle()                     # host2 loses its peer; its secondary worker ends
+    r = h2.failover("promote", "tank0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert h2.si.calls() == [["zpool", "import", "-f", "-d", str(h2.node.dev_dir), "tank"],
+                             ["service", "nfsd", "onestart"]]
+    assert h2.si.pool_label("tank")["in_use_by"] == "host2"
+    # (test_crash_pool_not_exported_is_imported_with_f shows the same import without -f
+    # refused: "pool was previously in use from another system".)
+
+
+def test_cli_failing_fsck_stops_the_chain_with_a_critical_alert(cluster, syslog):
+    h = cluster.h1
+    h.si.fail("fsck", code=8, message="UNEXPECTED SOFT UPDATE INCONSISTENCY; "
+                                      "RUN fsck MANUALLY.")
+    r = h.failover("promote", "db")
+    assert r.returncode == sysexits.EX_UNAVAILABLE
+    assert [c[0] for c in h.si.calls()] == ["fsck"]        # no mount, no service
+    assert h.node.role("db") == "primary"                   # the role step had run
+    line = syslog.wait_for("STOPPED at step 2/4 [db] fsck")
+    assert line.startswith("<26>")                          # daemon.crit
+    assert "RUN fsck MANUALLY" in line
+    last = h.history()[-1]
+    assert (last["severity"], last["cause"], last["extra"]["step"],
+            last["extra"]["result"]) == ("critical", "failover", "fsck", "failed")
+    assert "not run: mount /srv/db, start postgresql" in r.stdout
+
+
+def test_cli_lingering_secondary_worker_stops_before_any_step(cluster):
+    """The role logic is `hasthook role`'s: a stuck `hastd: db (secondary)` means no change."""
+    h = cluster.h1
+    h.node.spawn_lingering_worker("db")
+    r = h.failover("promote", "db", "--wait", "0.5")
+    assert r.returncode == 1
+    assert "Secondary process for resource db is still running" in r.stderr
+    assert h.role_calls() == [] and h.si.calls() == []
+    assert h.history()[-1]["extra"]["step"] == "role"
+
+
+def test_cli_hastd_down_is_unavailable(cluster):
+    h = cluster.h1
+    h.node.stop_hastd()
+    r = h.failover("promote", "db")
+    assert r.returncode == sysexits.EX_UNAVAILABLE
+    assert h.si.calls(queries=True) == []
+
+
+def test_cli_unknown_resource_changes_nothing(cluster):
+    h = cluster.h1
+    r = h.failover("promote", "db", "nosuch")
+    assert r.returncode == sysexits.EX_DATAERR
+    assert "nosuch" in r.stderr
+    assert h.role_calls() == [] and h.si.calls(queries=True) == []
+
+
+def test_cli_dry_run_prints_the_plan_and_changes_nothing(cluster):
+    h = cluster.h1
+    r = h.failover("promote", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "promote plan (7 steps, dry run: nothing is changed):"
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [
+        "1. [db] role primary db tank0 raw", f"2. [db] fsck {h.node.dev_dir}/dbprov",
+        "3. [db] mount /srv/db", "4. [tank0] import tank", "5. [db] start postgresql",
+        "6. [tank0] start nfsd", "7. [raw] start ctld"]
+    assert h.si.calls(queries=True) == []
+    assert h.role_calls() == []
+    assert {n: h.node.role(n) for n in cluster.resources} == dict.fromkeys(
+        cluster.resources, "secondary")
+    assert h.history() == []
+
+
+def test_cli_bad_resource_settings_exit_78(cluster):
+    h = cluster.h1
+    data = yaml.safe_load(h.cfg.read_text())
+    data["resources"]["db"] = {"filesystem": "ufs"}
+    h.cfg.write_text(yaml.safe_dump(data))
+    r = h.failover("promote", "db")
+    assert r.returncode == sysexits.EX_CONFIG
+    assert "mountpoint" in r.stderr
+    assert h.role_calls() == []
+
+
+def _with(h, **top):
+    data = yaml.safe_load(h.cfg.read_text())
+    data.update(top)
+    h.cfg.write_text(yaml.safe_dump(data))
+
+
+def _queue(h):
+    r = h.hasthook("queue", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+DEAD = "json://127.0.0.1:9/"   # nothing listens: the message stays queued, visible
+
+
+def test_cli_failed_step_is_routed_by_a_cause_rule(cluster):
+    h = cluster.h1
+    _with(h, channels={"ops": DEAD, "pager": DEAD},
+          rules=[{"name": "failover-failed",
+                  "match": {"cause": "failover", "severity": "critical"},
+                  "actions": [{"notify": "pager"}]}])
+    h.si.fail("fsck", code=8, message="fsck: {resource} BAD SUPERBLOCK")
+    assert h.failover("promote", "db").returncode == sysexits.EX_UNAVAILABLE
+    [row] = _queue(h)
+    assert (row["channel"], row["rule"], row["resource"], row["event"], row["severity"]) == (
+        "pager", "failover-failed", "db", "failover", "critical")
+    assert "failover promote fsck" in row["title"] + row["body"]
+    [ev] = [e for e in h.history() if e["severity"] == "critical"]
+    assert ev["rules"] == ["failover-failed"]
+
+
+def test_cli_failed_step_no_rule_goes_to_the_alert_channels(cluster):
+    h = cluster.h1
+    _with(h, channels={"ops": DEAD})
+    h.si.fail("mount", code=1, match="noatime", message="mount: /dev/hast/dbprov: {x} busy")
+    assert h.failover("promote", "db").returncode == sysexits.EX_UNAVAILABLE
+    [row] = _queue(h)
+    assert row["channel"] == "ops" and row["severity"] == "critical"
+    assert row["title"] == "[critical] db (host1): failover stopped"
+    assert "step: mount /srv/db" in row["body"]
+    assert "{x} busy" in row["body"]                     # braces stay braces
+    assert "steps already done are skipped" in row["body"]
+
+
+def test_cli_successful_steps_notify_only_when_a_rule_asks(cluster):
+    h = cluster.h1
+    _with(h, channels={"ops": DEAD})
+    assert h.failover("promote", "raw").returncode == 0
+    assert _queue(h) == []                               # no rule, nothing went wrong
+    _with(h, rules=[{"name": "every-step", "match": {"cause": "failover"},
+                     "actions": [{"notify": "ops"}]}])
+    assert h.failover("demote", "raw").returncode == 0
+    rows = _queue(h)
+    assert {r["rule"] for r in rows} == {"every-step"} and len(rows) == 2   # stop, role
+
+
+def test_cli_failover_that_cannot_start_alerts(cluster):
+    """Under devd nobody reads stderr: hastd down must still reach someone."""
+    h = cluster.h1
+    _with(h, channels={"ops": DEAD})
+    h.node.stop_hastd()
+    assert h.failover("promote").returncode == sysexits.EX_UNAVAILABLE
+    [row] = _queue(h)
+    assert row["severity"] == "critical"
+    assert "failover promote plan all resources: failed" in row["body"]
+    assert "cannot read resources from hastd" in row["body"]

@@ -28,17 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    from ..tools.failover import Failover, FailoverError
+    from ..tools.failover import Failover, FailoverError, Router
 
+    # Each step is recorded and routed through the rules, like an event from hastd.
+    router = None if args.dry_run else Router(app.cfg, app.store, app.log)
     fo = Failover(app.settings, app.cfg.data.get("resources"), app.hastctl, app.log,
-                  store=None if args.dry_run else app.store, host=app.cfg.hostname,
-                  wait=args.wait, alert=_alerter(app))
+                  record=router, host=app.cfg.hostname, wait=args.wait)
     try:
         return fo.run(args.action, args.resources, dry_run=args.dry_run)
     except FailoverError as e:
         raise CommandError(str(e), e.code) from None
-
-
-def _alerter(app):
-    """Route the recorded critical event through the rules, as the hook does for hastd's."""
-    return None
+    finally:
+        if router is not None:
+            router.deliver()

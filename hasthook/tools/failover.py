@@ -102,7 +102,7 @@ class Step:
     """One step of the chain: what it does, to what, and the argv that does it."""
 
     action: str            # promote | demote
-    kind: str              # role | fsck | mount | import | start | stop | umount | export
+    kind: str              # role fsck mount import start stop umount export (plan: cannot start)
     resource: str          # the HAST resource it is for (the first, when shared)
     target: str            # what it acts on: resources, device, mountpoint, pool, service
     argv: list[str]
@@ -214,17 +214,17 @@ class Failover:
     """Runs a plan: check, act, log, record; the first failure stops the chain."""
 
     def __init__(self, settings: dict[str, Any], resources: dict[str, Any] | None, hastctl,
-                 log, store=None, host: str = "localhost", wait: float = 60,
-                 alert: Callable[[Event], None] | None = None,
+                 log, record: Callable[[Event], int | None] | None = None,
+                 host: str = "localhost", wait: float = 60,
                  out: Callable[[str], None] = print):
+        """`record(event)` keeps each step in the history and routes it (see Router)."""
         self.settings = settings
         self.resources = resources or {}
         self.hastctl = hastctl
         self.log = log
-        self.store = store
+        self.record = record
         self.host = host
         self.wait = wait
-        self.alert = alert
         self.out = out
         self.cmd = commands(settings)
         t = settings.get("failover_step_timeout")
@@ -253,7 +253,17 @@ class Failover:
 
     def run(self, action: str, given: list[str], dry_run: bool = False) -> int:
         """Plan and run; returns a sysexits code. A dry run prints the plan and touches nothing."""
-        steps = self.plan(action, given)
+        try:
+            steps = self.plan(action, given)
+        except FailoverError as e:
+            # Under devd nobody reads stderr: a failover that cannot start must alert.
+            if not dry_run:
+                step = Step(action, "plan", given[0] if given else "all",
+                            " ".join(given) or "all resources",
+                            ["hasthook", "failover", action, *given])
+                self._report(step, "failed", f"failover {action} cannot start: {e}",
+                             detail=str(e), code=e.code)
+            raise
         if dry_run:
             self.out(f"{action} plan ({len(steps)} steps, dry run: nothing is changed):")
             for i, s in enumerate(steps, 1):
@@ -370,23 +380,68 @@ class Failover:
                                   + (f" ({detail})" if failed and detail else ""),
                           **({"detail": detail} if detail else {}),
                           **({"exit": code} if code is not None else {})})
-        if self.store is not None:
+        if self.record is not None:
             try:
-                ev_id = self.store.record(ev)
+                ev.extra["id"] = self.record(ev)
             except Exception as e:  # noqa: BLE001 - the failover goes on; syslog has it
-                self.log.error(f"[{step.resource}] cannot record failover step: {e}")
-                ev_id = None
-            ev.extra["id"] = ev_id
-        if failed and self.alert is not None:
-            try:
-                self.alert(ev)
-            except Exception as e:  # noqa: BLE001 - the crit syslog line is already out
-                self.log.error(f"[{step.resource}] cannot queue the failover alert: {e}")
+                self.log.error(f"[{step.resource}] cannot record failover step "
+                               f"{step.label}: {type(e).__name__}: {e}")
 
     def _lock(self):
         """One failover at a time on a node: a CARP flap queues demote behind promote."""
         return _FileLock(os.path.join(self.settings.get("state_dir") or "/var/db/hasthook",
                                       LOCK_NAME))
+
+
+class Router:
+    """Records a step event and routes it through the rules, as hasthook-exec does for
+    hastd's events: a rule matching `cause: failover` notifies, throttles, runs commands.
+    A failed step (critical) that no rule sends anywhere goes to settings.alert_channels,
+    so a stopped failover is never only a syslog line."""
+
+    def __init__(self, cfg, store, log):
+        self.cfg = cfg
+        self.store = store
+        self.log = log
+
+    def __call__(self, ev: Event) -> int:
+        from .. import actions
+        from ..exec import evaluate
+        from ..hast import Hastctl
+
+        with self.store.transaction() as db:
+            event_id = self.store.record(ev, db)
+            jobs, matched, held = evaluate(ev, event_id, self.cfg, self.store, db, self.log)
+            if ev.severity == "critical" and not any(j.name == "notify" for j in jobs):
+                ctx = actions.Context(ev, event_id, None, self.cfg, self.store, self.log,
+                                      lambda: Hastctl.from_settings(self.cfg.settings), ev.time)
+                title = f"[critical] {ev.resource} ({ev.host}): failover stopped"
+                job = actions.alert(ctx, db, title, alert_body(ev))  # literal text
+                if job is not None:
+                    jobs.append(job)
+                    matched.append("(alert_channels)")
+        outcomes = [j.run() for j in jobs]
+        if matched or held or outcomes:
+            self.store.set_outcome(event_id, matched, {"actions": outcomes, "suppressed": held})
+        return event_id
+
+    def deliver(self) -> None:
+        """Send what this failover queued now; what cannot go waits for `hasthook flush`."""
+        from ..exec import deliver
+
+        deliver(self.store, self.cfg, self.log)
+
+
+def alert_body(ev: Event) -> str:
+    """What the admin needs to act on a stopped failover: where, which step, why."""
+    x = ev.extra
+    return "\n".join([
+        ev.summary, "",
+        f"host: {ev.host}", f"resource: {ev.resource}", f"action: {x.get('action')}",
+        f"step: {x.get('step')} {x.get('target')}", f"command: {' '.join(x.get('argv') or [])}",
+        f"error: {x.get('detail')}", "",
+        "Nothing after this step ran. Fix the cause, then run "
+        f"`hasthook failover {x.get('action')}` again: steps already done are skipped."])
 
 
 def _why(r: Result) -> str:
