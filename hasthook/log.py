@@ -24,8 +24,10 @@ LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5
 SOCKETS = ("/var/run/log", "/dev/log")
 SEND_TIMEOUT = 2.0
 # A message is one line of text: a newline becomes a space, other control characters
-# (CR, ESC, ...) a `?`, so a resource name cannot forge a line or drive a terminal.
-_CLEAN = {c: "?" for c in (*range(0x20), 0x7F) if c != 0x09} | {0x0A: " "}
+# (CR, ESC, C1 such as CSI) and Unicode's line separators a `?`, so a resource name
+# cannot forge a line or drive a terminal.
+_CLEAN = {c: "?" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+          if c != 0x09} | {0x0A: " "}
 
 
 def _is_socket(path: str) -> bool:
