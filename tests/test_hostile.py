@@ -10,6 +10,7 @@ test_check and test_notify; here the hostile text is in the values.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import shutil
@@ -244,12 +245,18 @@ def test_broken_rules_file_is_an_error_and_the_event_still_recorded(tmp_path, ca
 
 # -- properties ------------------------------------------------------------------
 
-_DIR = tempfile.mkdtemp(prefix="hh-prop-")
-atexit.register(shutil.rmtree, _DIR, True)
-_CFG = Path(_DIR) / "rules.yaml"
-_CFG.write_text(yaml.safe_dump({"settings": {
-    "state_dir": f"{_DIR}/state", "hastctl": "/nonexistent", "hostname": "host1",
-    "syslog": {"socket": "/nonexistent"}}}))
+
+@functools.cache
+def prop_dir() -> Path:
+    """One directory for every example of the properties (function-scoped fixtures and
+    hypothesis do not mix), with a rules file whose state and log live in it."""
+    d = Path(tempfile.mkdtemp(prefix="hh-prop-"))
+    atexit.register(shutil.rmtree, d, True)
+    (d / "rules.yaml").write_text(yaml.safe_dump({"settings": {
+        "state_dir": str(d / "state"), "hastctl": "/nonexistent", "hostname": "host1",
+        "syslog": {"socket": "/nonexistent"}}}))
+    return d
+
 
 _TEXT = st.characters(blacklist_characters="\x00")  # execve(2) cannot pass a NUL
 argv_word = st.one_of(
@@ -268,10 +275,10 @@ def test_any_argv_is_recorded_or_refused_never_a_crash(argv):
     """hastd's argv can be anything: 0 with the event recorded (its resource as readable
     text), or 64 with nothing recorded; never an exception (a traceback to /dev/null),
     and every line the hook logged is one line."""
-    state = Path(_DIR) / "state"
-    before = len(history(state)) if (state / "hasthook.db").exists() else 0
+    state = prop_dir() / "state"
+    before = len(history(state))
     try:
-        code = hook_exec.run(list(argv), str(_CFG))
+        code = hook_exec.run(list(argv), str(prop_dir() / "rules.yaml"))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     assert code in (0, 64), (argv, code)
@@ -304,7 +311,7 @@ def test_any_rules_file_is_valid_or_a_config_error(text):
         config.parse_and_validate(text, "rules.yaml")
     except config.ConfigError as e:
         assert str(e).startswith("rules.yaml:")
-    path = Path(_DIR) / "any.yaml"
+    path = prop_dir() / "any.yaml"
     path.write_text(text, errors="surrogateescape")
     # A valid file is cached in its state_dir, which here could name any path: not kept.
     with mock.patch.object(config, "save_last_good"):
