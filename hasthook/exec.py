@@ -248,10 +248,6 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     # spool: a spooled event is recorded later, but no rule ever acts on it.
     store = Store(settings["state_dir"],
                   busy_timeout=max(1.0, parse_duration(settings["hook_timeout"]) - SPOOL_MARGIN))
-    if ev.event == "role":  # a role change our own split-brain recovery made? (cause recover)
-        from .tools.recover import mark_cause
-
-        mark_cause(ev, store)
     # What evaluate() uses, imported before the write lock is taken: importing inside
     # the transaction held the lock ten times longer (35 ms, not 3), and in a burst of
     # 200 hooks some waited past the busy timeout and were spooled, not acted on.
@@ -261,6 +257,10 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     notice = None
     for attempt in (1, 2):
         try:
+            if ev.event == "role" and attempt == 1:  # caused by our own recovery? (cause recover)
+                from .tools.recover import mark_cause
+
+                mark_cause(ev, store)  # inside: the time box may strike while it waits
             try:
                 take_spool(store, settings["state_dir"], log)
             except Exception as e:  # noqa: BLE001 - the spool waits; this event must not

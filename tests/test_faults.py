@@ -404,6 +404,28 @@ def test_database_locked_past_the_time_box_spools_then_recovers(write_config, tm
     assert spool_files(state) == []
 
 
+def test_time_box_striking_while_a_role_event_waits_for_the_lock_spools_it(write_config,
+                                                                              tmp_path, syslog):
+    """A role event first asks the database whether our own recovery caused it; a slow
+    hastctl and a locked database can use up the time box right there."""
+    slow = tmp_path / "slow-hastctl"
+    slow.write_text("#!/bin/sh\nexec sleep 4.5\n")  # hastctl's slowness is the scenario
+    slow.chmod(0o755)
+    cfg = write_config(hastctl="/nonexistent")
+    state = tmp_path / "state"
+    assert hook(cfg, "connect", "warm-up") == 0
+    cfg = write_config(hastctl=str(slow), hastctl_timeout="10s", hook_timeout="5s")
+    locker = lock_database(state)
+    try:
+        assert hook(cfg, "role", "shared1", "secondary", "init") == 0
+        line = syslog.wait_for("cannot record role")
+        assert "TimeBox" in line and "spooled for later in" in line
+    finally:
+        release(locker)
+    assert hasthook(cfg, "flush").returncode == 0
+    assert ("role", "shared1") in events(state)
+
+
 # -- a damaged or unwritable database -----------------------------------------
 
 
