@@ -1,4 +1,4 @@
-"""See what hasthook does, on a simulated HAST pair: no FreeBSD, no config, no network.
+"""See what hasthook does, on a simulated HAST pair: no FreeBSD, no config, loopback only.
 
 Two simulated nodes go through connect, sync, a link loss, a split-brain that
 is recovered automatically and a cable pull across many resources, through the
@@ -10,6 +10,7 @@ described, 1 otherwise. Everything lives in a temporary directory, removed after
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import sysexits
 
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace, app) -> int:  # noqa: ARG001 - the demo brings
         print(demo.RULES, end="")
         return sysexits.EX_OK
     if args.resources < 2:
-        print("hasthook demo: --resources must be at least 2")
+        print("hasthook demo: --resources must be at least 2", file=sys.stderr)
         return sysexits.EX_USAGE
     return demo.main(resources=args.resources)
