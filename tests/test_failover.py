@@ -562,6 +562,9 @@ def test_cli_failing_fsck_stops_the_chain_with_a_critical_alert(cluster, syslog)
     assert (last["severity"], last["cause"], last["extra"]["step"],
             last["extra"]["result"]) == ("critical", "failover", "fsck", "failed")
     assert "not run: mount /srv/db, start postgresql" in r.stdout
+    text = h.hasthook("history", "--event", "failover").stdout.splitlines()
+    assert "critical failover    db   cause=failover  failover promote fsck " in text[0]
+    assert text[0].endswith("RUN fsck MANUALLY.)") and text[1].endswith("role primary db: ok")
 
 
 def test_cli_lingering_secondary_worker_stops_before_any_step(cluster):

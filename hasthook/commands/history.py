@@ -38,6 +38,9 @@ def run(args: argparse.Namespace, app) -> int:
         extra = f" cause={r['cause']}" if r.get("cause") else ""
         held = (r.get("outcome") or {}).get("suppressed") or []
         extra += "".join(f" silenced-by={h['silence']}" for h in held if h.get("by") == "silence")
+        # Events hasthook makes itself (a failover step, a recovery) say what they were.
+        what = (r.get("extra") or {}).get("what") if isinstance(r.get("extra"), dict) else None
+        extra += f"  {what}" if what else ""
         print(f"{r['time']} {r['host']} {r['severity']:<8} {r['event']:<11} "
               f"{r['resource']}{roles}  {state}{extra}".rstrip())
     return sysexits.EX_OK
