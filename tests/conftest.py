@@ -84,3 +84,24 @@ def run_cmd(*argv: str, env: dict | None = None, timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, input=input)
+
+
+@pytest.fixture
+def http():
+    """A webhook receiver on 127.0.0.1 (tests/receivers.py)."""
+    from receivers import HttpSink
+
+    sink = HttpSink()
+    yield sink
+    sink.hold.set()
+    sink.down()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1."""
+    from receivers import SmtpSink
+
+    sink = SmtpSink()
+    yield sink
+    sink.down()

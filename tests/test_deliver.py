@@ -6,26 +6,11 @@ import os
 import time
 
 import pytest
-from receivers import HttpSink, SmtpSink
+from receivers import SmtpSink
 
 from hasthook import config, deliver
 from hasthook.log import Log
 from hasthook.store import Store
-
-
-@pytest.fixture
-def http():
-    sink = HttpSink()
-    yield sink
-    sink.hold.set()
-    sink.down()
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.down()
 
 
 class Env:

@@ -11,24 +11,9 @@ import sys
 
 import pytest
 from conftest import command, run_cmd
-from receivers import HttpSink, SmtpSink, wait_until
+from receivers import SmtpSink, wait_until
 
 from hasthook.sim.driver import SimNode
-
-
-@pytest.fixture
-def http():
-    sink = HttpSink()
-    yield sink
-    sink.hold.set()
-    sink.down()
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.down()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import threading
 import pytest
 import yaml
 from conftest import SyslogSink, command, run_cmd
-from receivers import HttpSink, wait_until
+from receivers import wait_until
 
 from hasthook.sim import SimCluster, SimNode
 
@@ -126,14 +126,6 @@ class Pair:
         self.c.close()
         for s in self.syslog.values():
             s.close()
-
-
-@pytest.fixture
-def http():
-    sink = HttpSink()
-    yield sink
-    sink.hold.set()
-    sink.down()
 
 
 @pytest.fixture

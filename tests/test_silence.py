@@ -312,14 +312,6 @@ def test_no_action_prints_usage_and_exits_64(write_config):
 
 # -- end to end: hastd (the simulator) runs hasthook-exec --------------------------------
 
-@pytest.fixture
-def http():
-    sink = HttpSink()
-    yield sink
-    sink.hold.set()
-    sink.down()
-
-
 RESOURCES = ("r00", "r01", "r02")
 
 
