@@ -1,30 +1,11 @@
 """Parsers for hastctl output, on FreeBSD's real samples (../shared/reference/hastd.md)."""
 
 import pytest
+from samples import DUMP_SAMPLE, LIST_SAMPLE
 
 from hasthook.hast import Hastctl, ParseError, humanize, parse_dump, parse_list, parse_status
 
-REAL_LIST = """\
-storage:
-  role: secondary
-  provname: storage
-  localpath: /dev/ada1
-  extentsize: 2097152 (2.0MB)
-  keepdirty: 0
-  remoteaddr: 192.168.1.130
-  replication: memsync
-  status: complete
-  workerpid: 2546
-  dirty: 0 (0B)
-  statistics:
-    reads: 0
-    writes: 26
-    deletes: 0
-    flushes: 0
-    activemap updates: 0
-    local errors: read: 0, write: 0, delete: 0, flush: 0
-    queues: local: 0, send: 0, recv: 0, done: 0, idle: 255
-"""
+REAL_LIST = LIST_SAMPLE.format(pid=2546)
 
 INIT_AND_ERROR = """\
 shared1:
@@ -55,16 +36,7 @@ REAL_STATUS = (
     "nosuch\tERR1\n"
 )
 
-DUMP = """\
-resource: shared1
-    datasize: 10737352704 (10GB)
-    extentsize: 2097152 (2.0MB)
-    keepdirty: 64
-    localoff: 1114112
-    resuid: 2827596446382431553
-    localcnt: 5
-    remotecnt: 4
-    prevrole: primary
+DUMP = DUMP_SAMPLE + """\
 resource: shared2
     datasize: 1048576 (1.0MB)
     extentsize: 2097152 (2.0MB)
