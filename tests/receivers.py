@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-import time
 
+from hasthook.sim.driver import wait_for
 from hasthook.sim.receiver import HttpSink, free_port
 
 __all__ = ["HttpSink", "SmtpSink", "free_port", "wait_until"]
@@ -22,14 +22,7 @@ __all__ = ["HttpSink", "SmtpSink", "free_port", "wait_until"]
 
 def wait_until(cond, timeout: float = 30, what: str = "condition"):
     """Poll `cond` until it returns something true; that value is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return wait_for(cond, timeout, what)
 
 
 class SmtpSink:

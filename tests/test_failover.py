@@ -197,11 +197,9 @@ def node(tmp_path):
                                  log=log))
 
 
-def test_promote_then_demote_runs_the_exact_sequence(node):
-    assert node.fo.run("promote", ["db", "tank0", "raw"]) == 0
-    dev = str(node.dev)
-    assert node.ctl.role_calls == [("primary", "db"), ("primary", "tank0"), ("primary", "raw")]
-    assert node.si.calls() == [
+def promote_argv(dev: str) -> list[list[str]]:
+    """The article's promote steps for SIM_RESOURCES-like settings, in order."""
+    return [
         ["fsck", "-y", "-t", "ufs", f"{dev}/dbprov"],
         ["mount", "-o", "noatime", f"{dev}/dbprov", "/srv/db"],
         ["zpool", "import", "-f", "-d", dev, "tank"],
@@ -209,6 +207,13 @@ def test_promote_then_demote_runs_the_exact_sequence(node):
         ["service", "nfsd", "onestart"],
         ["service", "ctld", "onestart"],
     ]
+
+
+def test_promote_then_demote_runs_the_exact_sequence(node):
+    assert node.fo.run("promote", ["db", "tank0", "raw"]) == 0
+    dev = str(node.dev)
+    assert node.ctl.role_calls == [("primary", "db"), ("primary", "tank0"), ("primary", "raw")]
+    assert node.si.calls() == promote_argv(dev)
     st = node.si.state()
     assert st == {"mounts": [[f"{dev}/dbprov", "/srv/db"]], "imported": ["tank"],
                   "running": ["postgresql", "nfsd", "ctld"]}
@@ -455,14 +460,7 @@ def test_cli_promote_demote_exact_argv_on_the_simulator(cluster):
     r = h.failover("promote")
     assert r.returncode == 0, r.stdout + r.stderr
     dev = str(h.node.dev_dir)
-    assert h.si.calls() == [
-        ["fsck", "-y", "-t", "ufs", f"{dev}/dbprov"],
-        ["mount", "-o", "noatime", f"{dev}/dbprov", "/srv/db"],
-        ["zpool", "import", "-f", "-d", dev, "tank"],
-        ["service", "postgresql", "onestart"],
-        ["service", "nfsd", "onestart"],
-        ["service", "ctld", "onestart"],
-    ]
+    assert h.si.calls() == promote_argv(dev)
     assert h.role_calls() == [["role", "primary", "db"], ["role", "primary", "tank0"],
                               ["role", "primary", "raw"]]
     assert {n: h.node.role(n) for n in cluster.resources} == dict.fromkeys(
