@@ -310,7 +310,9 @@ def test_hook_argv0_is_basename_and_stdio_is_devnull(tmp_path):
         n.fire("connect", "r0")
         pid = wait_for(lambda: n.hooks()[0]["pid"], 5, "the hook's pid")
         yes = os.path.realpath(shutil.which("yes") or "")
-        wait_for(lambda: os.path.realpath(f"/proc/{pid}/exe") == yes, 5, "the exec")
+        # The kernel shows the new exe a moment before it lays out argv: wait for both.
+        wait_for(lambda: os.path.realpath(f"/proc/{pid}/exe") == yes and cmdline(pid),
+                 5, "the exec")
         assert cmdline(pid) == ["argv0-probe", "connect", "r0"]
         assert [os.readlink(f"/proc/{pid}/fd/{i}") for i in (0, 1, 2)] == ["/dev/null"] * 3
         assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
