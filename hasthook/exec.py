@@ -44,11 +44,15 @@ def _on_alarm(signum, frame):  # noqa: ARG001
     raise TimeBox()
 
 
-def enrich(ev: Event, settings: dict) -> str | None:
-    """Add the local resource's state from `hastctl list`; returns why it is unknown."""
+def enrich(ev: Event, settings: dict, limit: float) -> str | None:
+    """Add the local resource's state from `hastctl list`, waiting at most `limit`
+    seconds however long hastctl_timeout is: the time box must leave room to record
+    the event. Returns why the state is unknown."""
     from .hast import Hastctl
 
-    resources, result = Hastctl.from_settings(settings).list(ev.resource)
+    ctl = Hastctl.from_settings(settings)
+    ctl.timeout = min(ctl.timeout, limit)
+    resources, result = ctl.list(ev.resource)
     res = resources.get(ev.resource)
     if res is None or res.error is not None:
         why = result.stderr.strip() or f"exit status {result.rc}"
@@ -233,10 +237,11 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
     from .units import parse_duration
 
+    box = parse_duration(settings["hook_timeout"])
     signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, parse_duration(settings["hook_timeout"]))
+    signal.setitimer(signal.ITIMER_REAL, box)
 
-    why = enrich(ev, settings)
+    why = enrich(ev, settings, limit=box / 3)
     if why:
         log.warning(f"[{ev.resource}] local state unknown: {why}")
     log("crit" if ev.severity == "critical" else
@@ -247,7 +252,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     # A locked database is waited for as long as the time box allows, less the time to
     # spool: a spooled event is recorded later, but no rule ever acts on it.
     store = Store(settings["state_dir"],
-                  busy_timeout=max(1.0, parse_duration(settings["hook_timeout"]) - SPOOL_MARGIN))
+                  busy_timeout=max(1.0, box - SPOOL_MARGIN))
     # What evaluate() uses, imported before the write lock is taken: importing inside
     # the transaction held the lock ten times longer (35 ms, not 3), and in a burst of
     # 200 hooks some waited past the busy timeout and were spooled, not acted on.

@@ -74,6 +74,17 @@ def test_hastctl_hanging_is_cut_by_its_timeout(write_config, tmp_path):
     assert row["event"] == "disconnect" and row["role"] is None
 
 
+def test_hastctl_timeout_longer_than_the_time_box_still_records(write_config, tmp_path, syslog):
+    """hastctl_timeout 60s under a 3s time box: hastctl gets a third of the box, and the
+    event is recorded as state unknown instead of being lost to the box."""
+    cfg = write_config(hastctl=fake_hastctl(tmp_path, "exec sleep 60\n"),
+                       hastctl_timeout="60s", hook_timeout="3s")
+    assert hook(cfg, "split-brain", "shared1").returncode == 0
+    [row] = history(cfg)
+    assert (row["event"], row["role"]) == ("split-brain", None)
+    assert "timed out" in syslog.wait_for("local state unknown")
+
+
 def test_hastctl_garbled_output(write_config, tmp_path, syslog):
     cfg = write_config(hastctl=fake_hastctl(tmp_path, "echo 'Bus error (core dumped)'\n"))
     assert hook(cfg, "connect", "shared1").returncode == 0
