@@ -74,7 +74,7 @@ def _listed(want: Any) -> list[Any]:
 _GLOB_CHARS = frozenset("*?[")
 
 
-def _glob(value: str | None, patterns: Any) -> bool:
+def name_matches(value: str | None, patterns: Any) -> bool:
     """Glob or `re:` match. A plain name or `prefix*` is compared directly: fnmatch
     compiles a regex per pattern, which is most of a fresh hook's matching time."""
     if value is None:
@@ -121,8 +121,8 @@ def _cause(ev: Event, want: Any) -> bool:
 
 _TESTS = {
     "event": _event,
-    "resource": lambda ev, w: _glob(ev.resource, w),
-    "host": lambda ev, w: _glob(ev.host, w),
+    "resource": lambda ev, w: name_matches(ev.resource, w),
+    "host": lambda ev, w: name_matches(ev.host, w),
     "role": lambda ev, w: _one_of(ev.role, w),
     "old_role": lambda ev, w: _one_of(ev.old_role, w),
     "new_role": lambda ev, w: _one_of(ev.new_role, w),

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .event import EVENTS, Event
-from .rules import matches
+from .rules import matches, name_matches
 from .units import format_duration, parse_duration
 
 ALL = "*"
@@ -93,6 +93,11 @@ def new(resource: str | None, duration: str, now: float, event: str | None = Non
         "author": by or author(),
         "comment": None if not comment else _one_line(comment, "comment", MAX_COMMENT),
     }
+
+
+def covered(pattern: str, names: Iterable[str]) -> list[str]:
+    """Which of these resource names a silence's pattern takes in (`*`: all of them)."""
+    return [n for n in names if pattern == ALL or name_matches(n, pattern)]
 
 
 def covers(silence: dict[str, Any], ev: Event) -> bool:

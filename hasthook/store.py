@@ -302,6 +302,11 @@ class Store:
             args.append(int(limit))
         return [_event_row(r) for r in self.db.execute(sql, args)]
 
+    def resource_names(self) -> list[str]:
+        """Every resource the history has seen, sorted."""
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT resource FROM events ORDER BY resource")]
+
     def last_event(self, resource: str, events: tuple[str, ...], before_id: int | None = None,
                    host: str | None = None) -> dict[str, Any] | None:
         """The newest event of one of these kinds on a resource (what a resolver ends)."""

@@ -222,7 +222,9 @@ def test_add_list_del(write_config):
     cfg = write_config(hastctl="/nonexistent")
     r = hasthook(cfg, "silence", "add", "shared*", "--for", "2h", "--event", "disconnect",
                  "--comment", "disk swap, ticket 42", env={"SUDO_USER": "alice"})
-    assert r.returncode == 0 and r.stderr == ""
+    assert r.returncode == 0 and r.stderr == (
+        "hasthook: silence add: warning: 'shared*' matches no resource known in the history "
+        "(hastctl dump failed); added anyway\n")
     sid = int(r.stdout)
     r = run_cmd(command("hasthook"), "-c", str(cfg), "silence", "add", "--all", "--for", "10m",
                 env={"SUDO_USER": "", "USER": "bob"})
@@ -258,6 +260,26 @@ def test_expiry_needs_no_cron(write_config, tmp_path):
     db.close()
     r = hasthook(cfg, "silence", "del", str(sid))
     assert r.returncode == 0 and r.stdout == f"silence {sid} deleted (it had already ended)\n"
+
+
+def test_a_pattern_that_matches_no_known_resource_is_warned_of(tmp_path, write_config):
+    """Known: hast.conf's resources (`hastctl dump`) and the history's. A typo still makes
+    the silence (the resource may come later), but the admin is told it mutes nothing."""
+    n = SimNode(tmp_path / "n", "host1", [{"name": "shared1", "localpath": "/dev/ada1"}])
+    try:
+        cfg = write_config(hastctl=n.hastctl_path)
+        r = hasthook(cfg, "silence", "add", "shard1", "--for", "1h")
+        assert r.returncode == 0 and r.stdout.strip().isdigit()
+        assert r.stderr == ("hasthook: silence add: warning: 'shard1' matches no resource "
+                            "known in `hastctl dump` or the history; added anyway\n")
+        for pattern in ("shared1", "shared*", "re:sh.*", "--all"):
+            args = ("--all",) if pattern == "--all" else ("--", pattern)
+            r = first(cfg, "silence", "add", "--for", "1h", *args)
+            assert (r.returncode, r.stderr) == (0, ""), pattern
+        assert [s["resource"] for s in listed(cfg)] == [
+            "shard1", "shared1", "shared*", "re:sh.*", "*"]
+    finally:
+        n.close()
 
 
 @pytest.mark.parametrize("args,why", [

@@ -5,7 +5,8 @@
   hasthook silence del ID
 
 `add` prints the new silence's id; RESOURCE is a pattern as in a rule's
-`resource` match (glob, or `re:` for an anchored regex). Silences end by
+`resource` match (glob, or `re:` for an anchored regex); one that matches no
+resource known to hastctl dump or the history is warned of. Silences end by
 themselves; `del` ends one early. Recovery and command actions still run.
 Exit status: 0, 64 (EX_USAGE) bad arguments, 65 (EX_DATAERR) unknown id.
 """
@@ -73,11 +74,27 @@ def _add(args: argparse.Namespace, app) -> int:
     except ValueError as e:
         raise CommandError(f"silence add: {e}", sysexits.EX_USAGE) from None
     sid = app.store.silence_add(**row)
+    if args.resource is not None:
+        _warn_if_unknown(args.resource, app)
     app.log.notice(f"silence {sid} added by {row['author']}: {_what(row)} until "
                    f"{iso(row['ends'])}" + (f"; comment: {row['comment']}" if row["comment"]
                                              else ""))
     print(sid)
     return sysexits.EX_OK
+
+
+def _warn_if_unknown(pattern: str, app) -> None:
+    """A typo in RESOURCE would make a silence that mutes nothing: say so on stderr.
+    The silence stays (a resource may be added to hast.conf later); scripts that
+    read its id from stdout are not disturbed."""
+    meta, r = app.hastctl.dump()
+    known = set(meta) | set(app.store.resource_names())
+    if silences.covered(pattern, known):
+        return
+    where = "in `hastctl dump` or the history" if r.ok else (
+        "in the history (hastctl dump failed)")
+    print(f"hasthook: silence add: warning: {pattern!r} matches no resource known {where}; "
+          "added anyway", file=sys.stderr)
 
 
 def _list(args: argparse.Namespace, app) -> int:
