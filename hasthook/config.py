@@ -6,22 +6,25 @@ defaults apply (record every event, act on none).
 
 The hook must act on every event even while the admin is halfway through an
 edit, and must start fast: each config it validates is kept in the state dir
-as `config.lkg.json` with the file's sha256. When the file is unchanged the
+as `config.lkg.json` with the file's exact text. When the file is unchanged the
 hook reads that JSON and skips YAML and jsonschema entirely; when the file is
 broken it says so (crit, with file and line) and runs on the last good copy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import socket
 import stat
 import time
-from dataclasses import dataclass, field
-from typing import Any
+
+from .record import Record, fresh
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/etc/hasthook/rules.yaml"
 ENV_VAR = "HASTHOOK_CONFIG"
@@ -53,8 +56,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 LKG_NAME = "config.lkg.json"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record, frozen=True):
     """One finding in a config file, printed as `FILE:LINE:COL: path: message`."""
 
     file: str
@@ -77,11 +79,10 @@ class ConfigError(Exception):
         self.problems = problems or []
 
 
-@dataclass
-class Config:
+class Config(Record):
     path: str | None
-    data: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = fresh(dict)
+    settings: dict[str, Any] = fresh(dict)
     # "file" (just validated), "cache" (unchanged since validated), "last-good"
     # (the file is broken; this is the copy that last passed), or "defaults".
     origin: str = "file"
@@ -271,14 +272,14 @@ def read_last_good(state_dir: str) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) and isinstance(saved.get("data"), dict) else None
 
 
-def save_last_good(state_dir: str, source: str, sha256: str, data: dict[str, Any]) -> None:
+def save_last_good(state_dir: str, source: str, text: str, data: dict[str, Any]) -> None:
     """Keep a validated config (0600, written whole then renamed: never half a file)."""
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     path = os.path.join(state_dir, LKG_NAME)
     tmp = f"{path}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"source": source, "sha256": sha256, "saved": time.time(), "data": data}, f)
+        json.dump({"source": source, "text": text, "saved": time.time(), "data": data}, f)
     os.replace(tmp, path)
 
 
@@ -298,11 +299,13 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
             return from_data({}, None), None
         return _fallback(path, DEFAULT_SETTINGS["state_dir"], None,
                          f"{path}: {e.strerror}")
-    source, sha = os.path.abspath(path), hashlib.sha256(raw).hexdigest()
+    # The cache is keyed by the file's exact text (any bytes, kept by surrogateescape):
+    # comparing a few KB costs nothing, where hashlib costs loading OpenSSL.
+    source, exact = os.path.abspath(path), raw.decode("utf-8", "surrogateescape")
     text = raw.decode("utf-8", "replace")
     state_dir = _state_dir_hint(text)
     saved = read_last_good(state_dir)
-    if saved and saved.get("sha256") == sha and saved.get("source") == source:
+    if saved and saved.get("text") == exact and saved.get("source") == source:
         cfg = from_data(saved["data"], path)
         cfg.origin = "cache"
         return cfg, None
@@ -316,7 +319,7 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
         return _fallback(path, state_dir, saved, str(e), data.get("settings"))
     cfg = from_data(data, path)
     try:
-        save_last_good(cfg.settings["state_dir"], source, sha, data)
+        save_last_good(cfg.settings["state_dir"], source, exact, data)
     except OSError:
         pass  # still valid; the next run validates again
     return cfg, None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+
+from .record import Record, fresh
 
 ROLES = ("init", "primary", "secondary")
 EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", "split-brain")
@@ -28,8 +29,7 @@ class UsageError(ValueError):
     """The argv is not a call hastd makes; the hook exits 64 (EX_USAGE)."""
 
 
-@dataclass
-class Event:
+class Event(Record):
     event: str
     resource: str
     host: str
@@ -47,7 +47,7 @@ class Event:
     replication: str | None = None
     errors: dict[str, int] | None = None
     cause: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = fresh(dict)
 
     @property
     def resolves(self) -> tuple[str, ...]:
@@ -67,7 +67,7 @@ class Event:
         return f"[{self.resource}] {what} on {self.host}"
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+        d = self.as_dict()
         d["summary"] = self.summary
         d["resolves"] = list(self.resolves)
         return d

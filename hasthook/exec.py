@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import signal
@@ -67,8 +66,16 @@ def enrich(ev: Event, settings: dict, limit: float) -> str | None:
 
 def spool_paths(state_dir: str) -> list[str]:
     """Where an event the database cannot take is written: the state dir, else a
-    private directory in /var/tmp named after the state dir (another file system)."""
-    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    private directory in /var/tmp named after the state dir (another file system):
+    /var/db/hasthook gives /var/tmp/hasthook.%2Fvar%2Fdb%2Fhasthook, one name per
+    state dir, hashed only when too long for a file name (hashlib loads OpenSSL:
+    not on every hook's path)."""
+    full = os.path.abspath(state_dir)
+    tag = full.replace("%", "%25").replace("/", "%2F")
+    if len(tag) > 200:
+        import hashlib
+
+        tag = hashlib.sha256(full.encode("utf-8", "surrogateescape")).hexdigest()
     return [os.path.join(state_dir, SPOOL_NAME),
             os.path.join(FALLBACK_DIR, f"hasthook.{tag}", SPOOL_NAME)]
 
@@ -162,7 +169,7 @@ def _take(store, state_dir: str, work: str, log) -> int:
                 return 0
         except OSError:  # another run holds it, or took it in already
             return 0
-        fields = set(Event.__dataclass_fields__)
+        fields = set(Event._fields)
         n, rejected = 0, []
         with store.transaction() as db:
             for line in f.read().splitlines():

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass, field
+
+from .record import Record, fresh
 
 DEFAULT_HASTCTL = "/sbin/hastctl"
 DEFAULT_TIMEOUT = 5.0
@@ -21,8 +22,7 @@ _INT_KEYS = ("extentsize", "keepdirty", "workerpid", "dirty")
 _SIZE_RE = re.compile(r"^(\d+)(?:\s+\(.*\))?$")
 
 
-@dataclass
-class Resource:
+class Resource(Record):
     """One resource as `hastctl list` shows it; None where hastctl did not say."""
 
     name: str
@@ -38,9 +38,9 @@ class Resource:
     status: str | None = None
     workerpid: int | None = None
     dirty: int | None = None
-    statistics: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    queues: dict[str, int] = field(default_factory=dict)
+    statistics: dict[str, int] = fresh(dict)
+    errors: dict[str, int] = fresh(dict)
+    queues: dict[str, int] = fresh(dict)
 
 
 class ParseError(ValueError):
@@ -111,8 +111,7 @@ def parse_list(text: str) -> dict[str, Resource]:
     return resources
 
 
-@dataclass
-class StatusLine:
+class StatusLine(Record):
     name: str
     status: str | None = None
     role: str | None = None
@@ -154,8 +153,7 @@ def parse_status(text: str) -> dict[str, StatusLine]:
     return out
 
 
-@dataclass
-class Metadata:
+class Metadata(Record):
     name: str
     datasize: int | None = None
     extentsize: int | None = None
@@ -214,8 +212,7 @@ def humanize(n: int) -> str:
     return f"{sign * (quotient + (remainder + divisor // 2) // divisor)}{prefix}B"
 
 
-@dataclass
-class Result:
+class Result(Record):
     """What one hastctl run gave back; rc None means it could not run or timed out."""
 
     argv: list[str]

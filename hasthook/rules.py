@@ -12,11 +12,14 @@ import fnmatch
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
 
 from .event import SEVERITIES, Event
+from .record import Record
 from .units import parse_duration, parse_size
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_KEY = ("event", "resource", "host")
 KEY_FIELDS = ("event", "resource", "host", "role", "old_role", "new_role", "severity",
@@ -25,8 +28,7 @@ ACTIONS = ("notify", "recover", "command")
 NO_CAUSE = "none"
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(Record, frozen=True):
     """A rule that matched an event: its name, position and normalised actions."""
 
     name: str
@@ -154,8 +156,7 @@ def action_of(action: dict[str, Any]) -> tuple[str, Any]:
 # -- throttle and repeat_interval ---------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleState:
+class RuleState(Record, frozen=True):
     """What a rule remembers for one key between hook runs."""
 
     window_start: float | None = None
@@ -164,8 +165,7 @@ class RuleState:
     suppressed: int = 0              # events held back since it last acted
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record, frozen=True):
     fire: bool
     state: RuleState
     reason: str | None = None        # "throttle" or "repeat" when held back
@@ -189,13 +189,13 @@ def decide(rule: dict[str, Any], state: RuleState | None, now: float) -> Decisio
     repeat = rule.get("repeat_interval")
     if repeat is not None and st.last_fired is not None:
         if now - st.last_fired < parse_duration(repeat):
-            return Decision(False, replace(st, suppressed=st.suppressed + 1), "repeat")
+            return Decision(False, st.replace(suppressed=st.suppressed + 1), "repeat")
     throttle = rule.get("throttle")
     if throttle:
         window = parse_duration(throttle["window"])
         if st.window_start is None or now - st.window_start >= window:
-            st = replace(st, window_start=now, count=0)
+            st = st.replace(window_start=now, count=0)
         if st.count >= int(throttle["max"]):
-            return Decision(False, replace(st, suppressed=st.suppressed + 1), "throttle")
-        st = replace(st, count=st.count + 1)
-    return Decision(True, replace(st, last_fired=now, suppressed=0), None, st.suppressed)
+            return Decision(False, st.replace(suppressed=st.suppressed + 1), "throttle")
+        st = st.replace(count=st.count + 1)
+    return Decision(True, st.replace(last_fired=now, suppressed=0), None, st.suppressed)

@@ -15,11 +15,14 @@ import os
 import pwd
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from .event import EVENTS, Event
 from .rules import matches, name_matches
 from .units import format_duration, parse_duration
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 ALL = "*"
 MAX_DURATION = 366 * 86400     # maintenance, not forever: change the rules to stop alerts

@@ -15,10 +15,13 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from .event import Event
 from .rules import RuleState
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 DB_NAME = "hasthook.db"
 # SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged (not locked, full or read-only).

@@ -6,6 +6,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -118,3 +120,37 @@ def test_unwritable_database_spools_then_recovers(write_config, tmp_path, syslog
     events = [r["event"] for r in history(cfg)]
     assert sorted(events) == ["connect", "split-brain", "syncdone"]
     assert not (tmp_path / "state" / "spool.jsonl").exists()
+
+
+HEAVY = ("dataclasses", "inspect", "typing", "hashlib", "yaml", "jsonschema", "apprise",
+         "hasthook.deliver")
+
+
+def test_a_quiet_event_imports_nothing_heavy(write_config):
+    """What hastd pays on every event: with the config cached and no message to send,
+    the hook loads none of these (each costs milliseconds of start-up; bench/run.py (a))."""
+    cfg = write_config({"rules": [{"name": "quiet", "match": {"event": "*"}, "actions": []}]},
+                       hastctl="/nonexistent")
+    code = ("import sys; from hasthook.exec import main; code = main(sys.argv[1:]); "
+            f"print(code, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    env = {**os.environ, "HASTHOOK_CONFIG": str(cfg)}
+    def hook_imports(*words):
+        r = subprocess.run([sys.executable, "-c", code, *words], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.stderr == "", r.stderr
+        return r.stdout.split()
+
+    assert {"yaml", "jsonschema"} < set(hook_imports("connect", "r0"))  # validated, cached
+    assert hook_imports("connect", "r1") == ["0"]
+    assert hook_imports("role", "r1", "init", "secondary") == ["0"]
+    assert [row["event"] for row in history(cfg)] == ["role", "connect", "connect"]
+
+
+def test_fallback_spool_dir_is_named_after_the_state_dir():
+    from hasthook.exec import spool_paths
+
+    assert spool_paths("/var/db/hasthook") == [
+        "/var/db/hasthook/spool.jsonl", "/var/tmp/hasthook.%2Fvar%2Fdb%2Fhasthook/spool.jsonl"]
+    assert spool_paths("/a%2Fb")[1] != spool_paths("/a/b")[1]  # one name per state dir
+    deep = spool_paths("/" + "d" * 300)[1]
+    assert len(os.path.basename(os.path.dirname(deep))) < 255

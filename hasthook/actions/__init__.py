@@ -16,17 +16,19 @@ from __future__ import annotations
 import importlib
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
 from ..event import Event
+from ..record import Record, fresh
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMES = ("notify", "recover", "command")
 
 
-@dataclass
-class Context:
+class Context(Record):
     """What an action knows about the event it acts on."""
 
     event: Event
@@ -38,10 +40,10 @@ class Context:
     hastctl: Callable[[], Any]         # -> hasthook.hast.Hastctl
     now: float
     dry_run: bool = False
-    rule_config: dict[str, Any] = field(default_factory=dict)  # group_wait, send_resolved
+    rule_config: dict[str, Any] = fresh(dict)  # group_wait, send_resolved
     suppressed: int = 0                # events this rule held back since it last acted
     # Jobs an action's prepare adds (e.g. an alert), run after the commit like its own.
-    after: list[Job] = field(default_factory=list)
+    after: list[Job] = fresh(list)
 
     def values(self) -> dict[str, str]:
         """The template placeholders for this event and rule."""
@@ -72,8 +74,7 @@ def _missing(name: str, ctx: Context) -> dict[str, Any]:
     return outcome(name, False, msg)
 
 
-@dataclass
-class Job:
+class Job(Record):
     """A prepared action waiting for the commit; `failed` set means execute is skipped."""
 
     name: str

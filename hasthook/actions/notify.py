@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
 
 from .. import render
 from ..units import format_duration, parse_duration
 from . import Context, outcome
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_GROUP_WAIT = "2s"
 

@@ -38,13 +38,16 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from ..event import Event
 from ..hast import Hastctl
 from ..log import FACILITIES
+from ..record import Record, fresh
 from ..units import format_duration
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
 
 # hastd's RETRY_SLEEP: split-brain detected within one retry of a recovery's
 # end may predate it (the hook process started late), so it is not a loop.
@@ -64,8 +67,7 @@ OK_STATES = ("recovered", "dry-run", "primary", "busy", "handled")
 ALERT_LOOP = "recovery loop"
 
 
-@dataclass
-class Step:
+class Step(Record):
     """One program run: which step, its argv, exit status (None: did not run or timed out)."""
 
     name: str
@@ -84,8 +86,7 @@ class Step:
         return f"{' '.join(self.argv)} -> {status}{err}"
 
 
-@dataclass
-class Outcome:
+class Outcome(Record):
     """What one recovery call did; `alert` names the critical alert it raised, if any."""
 
     resource: str
@@ -94,7 +95,7 @@ class Outcome:
     detail: str = ""
     role_before: str | None = None
     role_after: str | None = None
-    steps: list[Step] = field(default_factory=list)
+    steps: list[Step] = fresh(list)
     dry_run: bool = False
     recovery_id: int | None = None
     event_id: int | None = None      # the split-brain event it answered
@@ -106,13 +107,12 @@ class Outcome:
         return self.state in OK_STATES
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self.as_dict()
         d["ok"] = self.ok
         return d
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record, frozen=True):
     """The automatic recovery's guards (the command has none: the admin decided)."""
 
     cooldown: float = DEFAULTS["cooldown"]
@@ -120,8 +120,7 @@ class Limits:
     window: float = DEFAULTS["window"]
 
 
-@dataclass
-class Decision:
+class Decision(Record):
     state: str  # run | handled | cooldown | max-attempts
     detail: str = ""
     alert: bool = False
@@ -343,7 +342,7 @@ class Recoverer:
             if self.store is not None:
                 o.recovery_id = self.store.recovery_add(
                     res, self.host, origin, "dry-run", self.clock(), dry_run=True,
-                    event_id=o.event_id, role_before=role, steps=[asdict(s) for s in plan],
+                    event_id=o.event_id, role_before=role, steps=[s.as_dict() for s in plan],
                     detail=o.detail, finished=self.clock(), pid=os.getpid())
             return self._report(o, origin)
         with _HoldAlarm():
@@ -360,7 +359,7 @@ class Recoverer:
                 if self.store is not None and o.recovery_id is not None:
                     self.store.recovery_update(
                         o.recovery_id, state=o.state, finished=self.clock(),
-                        role_after=o.role_after, steps=[asdict(s) for s in o.steps],
+                        role_after=o.role_after, steps=[s.as_dict() for s in o.steps],
                         detail=o.detail)
             return self._report(o, origin)
 
