@@ -148,11 +148,15 @@ EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "s
 class Store:
     """A connection to the state database, created on first use."""
 
-    def __init__(self, state_dir: str, busy_timeout: float | None = None):
-        """busy_timeout: seconds a statement waits for another process's lock."""
+    def __init__(self, state_dir: str, busy_timeout: float | None = None,
+                 readonly: bool = False):
+        """busy_timeout: seconds a statement waits for another process's lock.
+        readonly: only read an existing database (a dry run): never create, migrate or
+        write it; a missing file raises sqlite3.OperationalError on first use."""
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, DB_NAME)
         self.busy_ms = int(BUSY_TIMEOUT_MS if busy_timeout is None else busy_timeout * 1000)
+        self.readonly = readonly
         self._db: sqlite3.Connection | None = None
 
     @property
@@ -162,6 +166,13 @@ class Store:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        if self.readonly:
+            from urllib.parse import quote
+
+            db = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
+                                 uri=True, timeout=self.busy_ms / 1000, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            return db
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         if not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))

@@ -221,6 +221,45 @@ def test_dry_run_json_and_role_events(tmp_path):
     assert json.loads(r.stdout)["matches"] == []
 
 
+def test_dry_run_reads_silences_and_repeat_state_without_writing(tmp_path):
+    """What would happen *now*: the history's silences and rule state, opened read-only."""
+    path = write(tmp_path, RULES.format(state=tmp_path / "state", hastctl="/nonexistent"))
+    db = tmp_path / "state" / "hasthook.db"
+
+    def dry(*words):
+        r = run_cmd(command("hasthook"), "test", "-c", str(path), *words)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert dry("split-brain", "shared1").splitlines()[-1] == (
+        "dry run: nothing recorded, sent or run; silences, throttle and repeat state "
+        f"not read: no history yet at {db}")
+    assert not db.parent.exists()
+    # A real split-brain: rule sb acts, so its repeat_interval holds the next one back.
+    assert run_cmd(command("hasthook-exec"), "split-brain", "shared1",
+                   env={"HASTHOOK_CONFIG": str(path)}).returncode == 0
+    out = dry("split-brain", "shared1").splitlines()
+    assert out[1:3] == ["rule 'sb' (rules[1]) matches", "  repeat_interval: 30m (until resolved)"]
+    assert out[3] == "  held back now by its repeat_interval: only recover actions would run"
+    assert out[-1].endswith("silences, throttle and repeat state as the history holds them now")
+    r = run_cmd(command("hasthook"), "silence", "add", "shared*", "--for", "1h", "-c", str(path))
+    sid = int(r.stdout)
+    before = db.read_bytes()
+    report = json.loads(dry("--json", "split-brain", "shared1"))
+    assert (report["history"], report["silenced_by"]["id"]) == ("read", sid)
+    assert [(m["rule"], m["held_by"]) for m in report["matches"]] == [
+        ("sb", {"by": "repeat", "count": 1})]
+    assert dry("split-brain", "shared1").splitlines()[1].startswith(
+        f"silenced now by silence {sid} (shared*, every event, until ")
+    assert dry("connect", "shared1").splitlines()[1:3] == [
+        f"silenced now by silence {sid} (shared*, every event, until "
+        + report["silenced_by"]["ends"] + "): notify actions would not run",
+        "no rule matches: the event would be recorded, nothing else"]
+    assert db.read_bytes() == before
+    r = run_cmd(command("hasthook"), "history", "--json", "-c", str(path))
+    assert [e["event"] for e in json.loads(r.stdout)] == ["split-brain"]
+
+
 @pytest.mark.parametrize("args", [["split-brain"], ["role", "shared1", "boss", "primary"],
                                   ["connect", "shared1", "--dirty", "lots"]])
 def test_dry_run_refuses_calls_hastd_would_not_make(tmp_path, args):

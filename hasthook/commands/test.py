@@ -5,14 +5,17 @@
 
 The event's words are hastd's; --role/--status/--dirty stand in for what the
 hook would read from `hastctl list`. Nothing is recorded, sent or run, and
-hastctl is not called at all; throttle and repeat state are not consulted (a
-real event could be held back by them).
+hastctl is not called at all. What the history holds now is read (read-only):
+a silence that would mute the notifications, a rule whose throttle or
+repeat_interval would hold the event back.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 from typing import Any
 
 from .. import sysexits
@@ -58,11 +61,14 @@ def run(args: argparse.Namespace, app) -> int:
         except ValueError as e:
             raise CommandError(f"--dirty: {e}", sysexits.EX_USAGE) from None
     log = DryLog()
-    report = {"event": ev.to_dict(), "matches": [], "dry_run": True}
+    now = _StateNow(cfg.settings["state_dir"], ev)
+    report = {"event": ev.to_dict(), "matches": [], "dry_run": True,
+              "history": now.why_not or "read", "silenced_by": now.silence}
     for m in rules.match(ev, cfg.rules):
         entry = {"rule": m.name, "index": m.index, "continue": bool(m.rule.get("continue")),
                  "throttle": m.rule.get("throttle"),
-                 "repeat_interval": m.rule.get("repeat_interval"), "actions": []}
+                 "repeat_interval": m.rule.get("repeat_interval"), "actions": [],
+                 "held_by": now.held_by(m)}
         for name, params in m.actions:
             ctx = actions.Context(ev, None, m.name, cfg, None, log, actions.no_hastctl,
                                   ev.time, dry_run=True, rule_config=m.rule)
@@ -71,12 +77,49 @@ def run(args: argparse.Namespace, app) -> int:
                 out["messages"] = _messages(params, ctx)
             entry["actions"].append({**out, "params": params})
         report["matches"].append(entry)
+    now.close()
     report["log"] = log.lines
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print(ev, report)
     return sysexits.EX_OK
+
+
+class _StateNow:
+    """Silences and rule state as the history holds them, read-only: a dry run must not
+    create, migrate or write the database (the hook would see a different one)."""
+
+    def __init__(self, state_dir: str, ev) -> None:
+        from .. import silences
+        from ..store import Store
+
+        self.ev, self.silence, self.why_not = ev, None, None
+        self.store = Store(state_dir, readonly=True)
+        if not os.path.isfile(self.store.path):
+            self.why_not = f"not read: no history yet at {self.store.path}"
+            return
+        try:
+            self.silence = silences.silencing(ev, self.store.active_silences(ev.time))
+        except sqlite3.Error as e:
+            self.why_not = f"not read ({self.store.path}: {e})"
+            self.close()
+
+    def held_by(self, m) -> dict[str, Any] | None:
+        """Would this rule's throttle or repeat_interval hold the event back now?"""
+        from .. import rules
+
+        if self.why_not or not m.stateful:
+            return None
+        try:
+            state = self.store.rule_state(self.store.db, m.name, rules.key_of(m.rule, self.ev))
+        except sqlite3.Error:
+            return None
+        d = rules.decide(m.rule, state, self.ev.time)
+        return None if d.fire else {"by": d.reason, "count": d.state.suppressed}
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _messages(params: dict[str, Any], ctx) -> list[dict[str, str]]:
@@ -104,6 +147,10 @@ def _print(ev, report: dict[str, Any]) -> None:
         ("cause", ev.cause)) if v is not None)
     print(f"event: {ev.event} {ev.resource}{roles} on {ev.host}, severity {ev.severity}"
           + (f", {state}" if state else ""))
+    s = report["silenced_by"]
+    if s:
+        print(f"silenced now by silence {s['id']} ({s['resource']}, {s['event'] or 'every event'}"
+              f", until {s['ends']}): notify actions would not run")
     if not report["matches"]:
         print("no rule matches: the event would be recorded, nothing else")
     for m in report["matches"]:
@@ -114,6 +161,9 @@ def _print(ev, report: dict[str, Any]) -> None:
             print(f"  throttle: at most {t['max']} per {t['window']}")
         if m["repeat_interval"]:
             print(f"  repeat_interval: {m['repeat_interval']} (until resolved)")
+        if m["held_by"]:
+            what = "repeat_interval" if m["held_by"]["by"] == "repeat" else "throttle"
+            print(f"  held back now by its {what}: only recover actions would run")
         if not m["actions"]:
             print("  no actions: recorded only")
         for a in m["actions"]:
@@ -124,4 +174,6 @@ def _print(ev, report: dict[str, Any]) -> None:
                     print(f"      {line}")
     for line in report["log"]:
         print(f"would log {line}")
-    print("dry run: nothing recorded, sent or run; throttle and repeat state not consulted")
+    print("dry run: nothing recorded, sent or run; silences, throttle and repeat state "
+          + ("as the history holds them now" if report["history"] == "read"
+             else report["history"]))
