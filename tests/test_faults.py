@@ -407,14 +407,15 @@ def test_database_locked_past_the_time_box_spools_then_recovers(write_config, tm
 def test_time_box_striking_while_a_role_event_waits_for_the_lock_spools_it(write_config,
                                                                               tmp_path, syslog):
     """A role event first asks the database whether our own recovery caused it; a slow
-    hastctl and a locked database can use up the time box right there."""
+    hastctl (cut at a third of the box) and a locked database (waited for 1 s at least)
+    use up a short time box right there."""
     slow = tmp_path / "slow-hastctl"
     slow.write_text("#!/bin/sh\nexec sleep 4.5\n")  # hastctl's slowness is the scenario
     slow.chmod(0o755)
     cfg = write_config(hastctl="/nonexistent")
     state = tmp_path / "state"
     assert hook(cfg, "connect", "warm-up") == 0
-    cfg = write_config(hastctl=str(slow), hastctl_timeout="10s", hook_timeout="5s")
+    cfg = write_config(hastctl=str(slow), hastctl_timeout="10s", hook_timeout="1s")
     locker = lock_database(state)
     try:
         assert hook(cfg, "role", "shared1", "secondary", "init") == 0
