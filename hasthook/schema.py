@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .config import Problem
-from .units import parse_duration, parse_size
+from .config import DEFAULT_SETTINGS, Problem
+from .units import format_duration, parse_duration, parse_size
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.json")
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
@@ -240,6 +240,23 @@ def _semantic(data: dict[str, Any]) -> Iterator[Finding]:
                      else "no channels are defined")
             yield path, f"unknown channel {name!r}{_did_you_mean(name, known)}; {where}", \
                 False, False
+    yield from _hastctl_timeout(data.get("settings"))
+
+
+def _hastctl_timeout(settings: Any) -> Iterator[Finding]:
+    """hasthook-exec gives hastctl at most a third of its time box (the rest records and
+    acts on the event): a longer hastctl_timeout does not apply there, say so."""
+    if not isinstance(settings, dict) or "hastctl_timeout" not in settings:
+        return
+    try:
+        ctl = parse_duration(settings["hastctl_timeout"])
+        box = parse_duration(settings.get("hook_timeout", DEFAULT_SETTINGS["hook_timeout"]))
+    except (TypeError, ValueError):
+        return  # the schema reports it
+    if ctl > box / 3:
+        yield (["settings", "hastctl_timeout"],
+               f"longer than a third of hook_timeout ({format_duration(box)}): "
+               f"hasthook-exec cuts hastctl at {round(box / 3, 1):g}s", False, True)
 
 
 def channel_urls(data: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:

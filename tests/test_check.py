@@ -150,6 +150,22 @@ def test_config_others_can_write_warns_that_commands_will_be_refused(tmp_path):
     assert "command actions and recovery pre-steps will be refused" in r.stderr
 
 
+@pytest.mark.parametrize("settings,warned", [
+    ("{hastctl_timeout: 60s}", "longer than a third of hook_timeout (45s): hasthook-exec "
+                               "cuts hastctl at 15s"),
+    ("{hastctl_timeout: 2s, hook_timeout: 3s}", "longer than a third of hook_timeout (3s): "
+                                                "hasthook-exec cuts hastctl at 1s"),
+    ("{hastctl_timeout: 5s, hook_timeout: 15s}", None),
+    ("{hastctl_timeout: 5s}", None),
+])
+def test_a_hastctl_timeout_the_hook_cannot_honour_is_a_warning(tmp_path, settings, warned):
+    path = write(tmp_path, f"settings: {settings}\n")
+    r = check(path)
+    assert r.returncode == 0
+    assert r.stderr == (f"{path}:1:29: warning: settings.hastctl_timeout: {warned}\n"
+                        if warned else "")
+
+
 def test_missing_named_file(tmp_path):
     r = check(tmp_path / "absent.yaml")
     assert (r.returncode, r.stderr) == (sysexits.EX_NOINPUT,
