@@ -128,49 +128,69 @@ def _append(path: str, data: bytes) -> bool:
     return False
 
 
-def take_spool(store, state_dir: str, log=None) -> int:
+def take_spool(store, state_dir: str, log=None, tell=None) -> int:
     """Move spooled events into the database; returns how many.
 
     Each spool file is renamed to a work file, locked, recorded in one
     transaction and removed. A work file whose run was killed is taken by the
     next (its lock died with it); an event already recorded is not recorded
     again; a line that cannot be recorded goes to spool.rejected.jsonl, logged.
+    Then `tell(db, [(event_id, event), ...])`, in one transaction for all the files
+    taken, says so to the admin (late_alert): rules never act on a late event.
     """
-    n = 0
-    for i, path in enumerate(spool_paths(state_dir)):
-        if i and not _private_dir(os.path.dirname(path)):
-            continue
-        if os.path.isfile(path):
-            try:  # a name no earlier run left behind (pids come round again)
-                os.rename(path, f"{path}.{os.getpid()}.{time.time_ns()}")
-            except OSError:
-                pass
-        for work in sorted(glob.glob(glob.escape(path) + ".*")):
-            n += _take(store, state_dir, work, log)
-        if i:
-            try:
-                os.rmdir(os.path.dirname(path))  # leave no empty directory in /var/tmp
-            except OSError:
-                pass
-    return n
+    taken: list[tuple[int, Event]] = []
+    try:
+        for i, path in enumerate(spool_paths(state_dir)):
+            if i and not _private_dir(os.path.dirname(path)):
+                continue
+            if os.path.isfile(path):
+                try:  # a name no earlier run left behind (pids come round again)
+                    os.rename(path, f"{path}.{os.getpid()}.{time.time_ns()}")
+                except OSError:
+                    pass
+            for work in sorted(glob.glob(glob.escape(path) + ".*")):
+                taken += _take(store, state_dir, work, log)
+            if i:
+                try:
+                    os.rmdir(os.path.dirname(path))  # leave no empty directory in /var/tmp
+                except OSError:
+                    pass
+    except Exception:
+        _tell_late(store, taken, tell, log)  # the files taken before the failure
+        raise
+    _tell_late(store, taken, tell, log)
+    return len(taken)
 
 
-def _take(store, state_dir: str, work: str, log) -> int:
+def _tell_late(store, taken: list[tuple[int, Event]], tell, log) -> None:
+    if not (taken and tell):
+        return
+    try:
+        with store.transaction() as db:
+            tell(db, taken)
+    except Exception as e:  # noqa: BLE001 - the events are in; only the alert is not
+        if log:
+            log.crit(f"{len(taken)} spooled events are in the history, but the alert "
+                     f"saying so cannot be queued: {type(e).__name__}: {e}")
+
+
+def _take(store, state_dir: str, work: str, log) -> list[tuple[int, Event]]:
     import sqlite3
 
     try:
         fd = os.open(work, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return 0
+        return []
     with os.fdopen(fd, "rb") as f:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if not os.path.samestat(os.fstat(fd), os.stat(work)):
-                return 0
+                return []
         except OSError:  # another run holds it, or took it in already
-            return 0
+            return []
         fields = set(Event._fields)
-        n, rejected = 0, []
+        rejected: list[bytes] = []
+        taken: list[tuple[int, Event]] = []
         with store.transaction() as db:
             for line in f.read().splitlines():
                 if not line.strip():
@@ -179,11 +199,11 @@ def _take(store, state_dir: str, work: str, log) -> int:
                     d = json.loads(line)
                     ev = Event(**{k: v for k, v in d.items() if k in fields})
                     if not store.recorded(ev, db):
-                        store.record(ev, db)
-                        n += 1
+                        taken.append((store.record(ev, db), ev))
                 except (ValueError, TypeError, AttributeError, sqlite3.IntegrityError,
                         sqlite3.InterfaceError, sqlite3.ProgrammingError):
                     rejected.append(line + b"\n")
+        n = len(taken)
         if rejected:
             bad = os.path.join(state_dir, REJECTED_NAME)
             try:
@@ -193,13 +213,41 @@ def _take(store, state_dir: str, work: str, log) -> int:
                 if log:
                     log.crit(f"{len(rejected)} spooled lines in {work} cannot be recorded "
                              f"nor moved to {bad}: {e.strerror}; left in place")
-                return n
+                return taken
             if log:
                 log.crit(f"{len(rejected)} spooled lines cannot be recorded; kept in {bad}")
         os.unlink(work)
     if n and log:
         log.notice(f"{n} spooled events taken into {store.path}")
-    return n
+    return taken
+
+
+def late_alert(cfg, store, log):
+    """take_spool's `tell`: one hasthook alert naming the events that went in late.
+
+    Their rules did not act (a late recovery or command could do harm; a late
+    message could mislead), so the admin is told what happened meanwhile.
+    """
+    from . import actions
+    from .event import SEVERITIES
+    from .store import iso
+
+    def tell(db, taken: list[tuple[int, Event]]) -> None:
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        event_id, worst = max(taken, key=lambda t: rank.get(t[1].severity, 0))
+        ctx = actions.Context(worst, event_id, "(late-events)", cfg, store, log,
+                              actions.no_hastctl, time.time())
+        lines = [f"  {iso(ev.time)}  {ev.event} {ev.resource} on {ev.host} ({ev.severity})"
+                 for _, ev in taken]
+        actions.alert(ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded "
+                      "late, rules not applied",
+                      "The database could not take these events when they happened "
+                      "(locked, unwritable or damaged); they were spooled and are in the "
+                      "history now:\n" + "\n".join(lines) + "\n"
+                      "No rule acted on them: nothing was notified, recovered or run for "
+                      "them. Check `hasthook status` and `hasthook history`.")
+
+    return tell
 
 
 def argv_text(argv: list[str]) -> list[str]:
@@ -274,7 +322,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
                 mark_cause(ev, store)  # inside: the time box may strike while it waits
             try:
-                take_spool(store, settings["state_dir"], log)
+                take_spool(store, settings["state_dir"], log, late_alert(cfg, store, log))
             except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
                 log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
             with store.transaction() as db:

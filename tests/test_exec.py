@@ -122,6 +122,34 @@ def test_unwritable_database_spools_then_recovers(write_config, tmp_path, syslog
     assert not (tmp_path / "state" / "spool.jsonl").exists()
 
 
+def test_events_spooled_meanwhile_are_told_once_not_acted_on(write_config, tmp_path, http):
+    """A split-brain the database could not take: recorded later by the next hook, and
+    the admin told in one alert; its rule (notify, here) does not act on it late."""
+    cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"},
+                        "rules": [{"name": "sb", "match": {"event": "split-brain"},
+                                   "group_wait": "0s", "actions": [{"notify": "ops"}]}]},
+                       hastctl="/nonexistent", group_wait="0s")
+    assert hook(cfg, "connect", "shared0").returncode == 0
+    db = tmp_path / "state" / "hasthook.db"
+    db.rename(tmp_path / "state" / "saved.db")
+    db.mkdir()
+    assert hook(cfg, "split-brain", "shared1").returncode == 0  # spooled
+    assert hook(cfg, "disconnect", "shared2").returncode == 0   # spooled
+    db.rmdir()
+    (tmp_path / "state" / "saved.db").rename(db)
+    assert http.received("/ops") == []
+    assert hook(cfg, "syncdone", "shared3").returncode == 0
+    [msg] = [r["body"] for r in http.received("/ops")]  # two spool files: one alert
+    assert msg["title"] == "hasthook on host1: 2 event(s) recorded late, rules not applied"
+    assert " split-brain shared1 on host1 (critical)" in msg["message"]
+    assert " disconnect shared2 on host1 (warning)" in msg["message"]
+    assert "No rule acted on them" in msg["message"]
+    rows = {r["event"]: r for r in history(cfg)}
+    assert rows["split-brain"]["outcome"] is None and rows["disconnect"]["outcome"] is None
+    assert hook(cfg, "syncdone", "shared3").returncode == 0  # nothing left to tell
+    assert len(http.received("/ops")) == 1
+
+
 HEAVY = ("dataclasses", "inspect", "typing", "hashlib", "yaml", "jsonschema", "apprise",
          "hasthook.deliver")
 
