@@ -128,16 +128,17 @@ def _append(path: str, data: bytes) -> bool:
     return False
 
 
-def take_spool(store, state_dir: str, log=None, tell=None) -> int:
+def take_spool(store, cfg, log=None) -> int:
     """Move spooled events into the database; returns how many.
 
     Each spool file is renamed to a work file, locked, recorded in one
     transaction and removed. A work file whose run was killed is taken by the
     next (its lock died with it); an event already recorded is not recorded
     again; a line that cannot be recorded goes to spool.rejected.jsonl, logged.
-    Then `tell(db, [(event_id, event), ...])`, in one transaction for all the files
-    taken, says so to the admin (late_alert): rules never act on a late event.
+    Rules never act on a late event; one alert for all the files taken says so
+    to the admin (_tell_late).
     """
+    state_dir = cfg.settings["state_dir"]
     taken: list[tuple[int, Event]] = []
     try:
         for i, path in enumerate(spool_paths(state_dir)):
@@ -156,18 +157,39 @@ def take_spool(store, state_dir: str, log=None, tell=None) -> int:
                 except OSError:
                     pass
     except Exception:
-        _tell_late(store, taken, tell, log)  # the files taken before the failure
+        _tell_late(store, cfg, taken, log)  # the files taken before the failure
         raise
-    _tell_late(store, taken, tell, log)
+    _tell_late(store, cfg, taken, log)
     return len(taken)
 
 
-def _tell_late(store, taken: list[tuple[int, Event]], tell, log) -> None:
-    if not (taken and tell):
+def _tell_late(store, cfg, taken: list[tuple[int, Event]], log) -> None:
+    """One hasthook alert naming the events that went in late.
+
+    Their rules did not act (a late recovery or command could do harm; a late
+    message could mislead), so the admin is told what happened meanwhile.
+    """
+    if not taken:
         return
+    from . import actions
+    from .event import SEVERITIES
+    from .store import iso
+
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    event_id, worst = max(taken, key=lambda t: rank.get(t[1].severity, 0))
+    lines = [f"  {iso(ev.time)}  {ev.event} {ev.resource} on {ev.host} ({ev.severity})"
+             for _, ev in taken]
     try:
         with store.transaction() as db:
-            tell(db, taken)
+            ctx = actions.Context(worst, event_id, "(late-events)", cfg, store, log,
+                                  actions.no_hastctl, time.time())
+            actions.alert(ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded "
+                          "late, rules not applied",
+                          "The database could not take these events when they happened "
+                          "(locked, unwritable or damaged); they were spooled and are in the "
+                          "history now:\n" + "\n".join(lines) + "\n"
+                          "No rule acted on them: nothing was notified, recovered or run for "
+                          "them. Check `hasthook status` and `hasthook history`.")
     except Exception as e:  # noqa: BLE001 - the events are in; only the alert is not
         if log:
             log.crit(f"{len(taken)} spooled events are in the history, but the alert "
@@ -220,34 +242,6 @@ def _take(store, state_dir: str, work: str, log) -> list[tuple[int, Event]]:
     if n and log:
         log.notice(f"{n} spooled events taken into {store.path}")
     return taken
-
-
-def late_alert(cfg, store, log):
-    """take_spool's `tell`: one hasthook alert naming the events that went in late.
-
-    Their rules did not act (a late recovery or command could do harm; a late
-    message could mislead), so the admin is told what happened meanwhile.
-    """
-    from . import actions
-    from .event import SEVERITIES
-    from .store import iso
-
-    def tell(db, taken: list[tuple[int, Event]]) -> None:
-        rank = {s: i for i, s in enumerate(SEVERITIES)}
-        event_id, worst = max(taken, key=lambda t: rank.get(t[1].severity, 0))
-        ctx = actions.Context(worst, event_id, "(late-events)", cfg, store, log,
-                              actions.no_hastctl, time.time())
-        lines = [f"  {iso(ev.time)}  {ev.event} {ev.resource} on {ev.host} ({ev.severity})"
-                 for _, ev in taken]
-        actions.alert(ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded "
-                      "late, rules not applied",
-                      "The database could not take these events when they happened "
-                      "(locked, unwritable or damaged); they were spooled and are in the "
-                      "history now:\n" + "\n".join(lines) + "\n"
-                      "No rule acted on them: nothing was notified, recovered or run for "
-                      "them. Check `hasthook status` and `hasthook history`.")
-
-    return tell
 
 
 def argv_text(argv: list[str]) -> list[str]:
@@ -322,7 +316,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
                 mark_cause(ev, store)  # inside: the time box may strike while it waits
             try:
-                take_spool(store, settings["state_dir"], log, late_alert(cfg, store, log))
+                take_spool(store, cfg, log)
             except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
                 log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
             with store.transaction() as db:
