@@ -263,7 +263,7 @@ def argv_text(argv: list[str]) -> list[str]:
 
 def run(argv: list[str], config_path: str | None = None) -> int:
     """Handle one event; returns the exit status. Raises nothing but TimeBox."""
-    from .config import load_for_hook
+    from .config import HASTCTL_SHARE, load_for_hook
     from .log import Log
 
     argv = argv_text(argv)
@@ -290,7 +290,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, box)
 
-    why = enrich(ev, settings, limit=box / 3)
+    why = enrich(ev, settings, limit=box / HASTCTL_SHARE)
     if why:
         log.warning(f"[{ev.resource}] local state unknown: {why}")
     log("crit" if ev.severity == "critical" else

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .config import DEFAULT_SETTINGS, Problem
+from .config import DEFAULT_SETTINGS, HASTCTL_SHARE, Problem
 from .units import format_duration, parse_duration, parse_size
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.json")
@@ -244,8 +244,8 @@ def _semantic(data: dict[str, Any]) -> Iterator[Finding]:
 
 
 def _hastctl_timeout(settings: Any) -> Iterator[Finding]:
-    """hasthook-exec gives hastctl at most a third of its time box (the rest records and
-    acts on the event): a longer hastctl_timeout does not apply there, say so."""
+    """hasthook-exec gives hastctl at most a third (HASTCTL_SHARE) of its time box: a longer
+    hastctl_timeout does not apply there, say so."""
     if not isinstance(settings, dict) or "hastctl_timeout" not in settings:
         return
     try:
@@ -253,10 +253,11 @@ def _hastctl_timeout(settings: Any) -> Iterator[Finding]:
         box = parse_duration(settings.get("hook_timeout", DEFAULT_SETTINGS["hook_timeout"]))
     except (TypeError, ValueError):
         return  # the schema reports it
-    if ctl > box / 3:
+    cut = box / HASTCTL_SHARE
+    if ctl > cut:
         yield (["settings", "hastctl_timeout"],
                f"longer than a third of hook_timeout ({format_duration(box)}): "
-               f"hasthook-exec cuts hastctl at {round(box / 3, 1):g}s", False, True)
+               f"hasthook-exec cuts hastctl at {round(cut, 1):g}s", False, True)
 
 
 def channel_urls(data: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
