@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hasthook.log import Levels
+
 BIN = Path(sys.executable).parent
 
 
@@ -22,6 +24,26 @@ def command(name: str) -> str:
     path = BIN / name
     assert path.exists(), f"{name} is not installed next to {sys.executable}; pip install -e ."
     return str(path)
+
+
+class RecordingLog(Levels):
+    """A Log that keeps (level, message) pairs instead of sending them to syslog."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, level: str, message: str, **_) -> None:
+        self.lines.append((level, message))
+
+
+def evaluate(store, cfg, ev, log):
+    """exec.evaluate as the hook calls it: the event recorded and matched in one
+    transaction on a real store; (jobs it would run, rules matched, what was held)."""
+    from hasthook import exec
+
+    with store.transaction() as db:
+        event_id = store.record(ev, db)
+        return exec.evaluate(ev, event_id, cfg, store, db, log)
 
 
 class SyslogSink:

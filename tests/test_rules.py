@@ -8,9 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import command, run_cmd
+from conftest import RecordingLog, command, evaluate, run_cmd
 
-from hasthook import actions, exec, rules
+from hasthook import actions, rules
 from hasthook.config import from_data
 from hasthook.event import classify
 from hasthook.rules import RuleState, decide, match
@@ -163,23 +163,12 @@ def test_key_defaults_to_event_resource_host_and_can_be_narrowed():
 @pytest.fixture
 def pipeline(tmp_path):
     """evaluate() as the hook calls it, on a real store; returns the jobs it would run."""
-    store = Store(str(tmp_path / "state"))
-    log_lines = []
-
-    class Log:
-        def __call__(self, level, msg):
-            log_lines.append((level, msg))
-
-        def __getattr__(self, level):
-            return lambda msg: log_lines.append((level, msg))
+    store, log = Store(str(tmp_path / "state")), RecordingLog()
 
     def run(cfg, ev):
-        with store.transaction() as db:
-            eid = store.record(ev, db)
-            jobs, matched, held = exec.evaluate(ev, eid, cfg, store, db, Log())
-        return jobs, matched, held
+        return evaluate(store, cfg, ev, log)
 
-    run.store, run.log = store, log_lines
+    run.store, run.log = store, log.lines
     yield run
     store.close()
 
@@ -252,7 +241,7 @@ def test_missing_action_module_is_logged_and_recorded_as_failed(pipeline, monkey
     out = job.run()
     assert out == {"rule": "r", "action": "recover", "ok": False,
                    "detail": "action 'recover' is not available in this installation"}
-    assert any(level == "error" and "not available" in msg for level, msg in pipeline.log)
+    assert any(level == "err" and "not available" in msg for level, msg in pipeline.log)
 
 
 # -- end to end through hasthook-exec -------------------------------------------------

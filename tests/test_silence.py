@@ -8,10 +8,10 @@ import json
 import sqlite3
 
 import pytest
-from conftest import command, run_cmd
+from conftest import RecordingLog, command, evaluate, run_cmd
 from receivers import HttpSink, wait_until
 
-from hasthook import exec, silences
+from hasthook import silences
 from hasthook.config import from_data
 from hasthook.event import classify
 from hasthook.sim.driver import SimNode
@@ -137,22 +137,13 @@ CHANNELS = {"ops": "json://127.0.0.1:9/j"}
 
 @pytest.fixture
 def pipeline(store):
-    lines: list[tuple[str, str]] = []
-
-    class Log:
-        def __call__(self, level, msg):
-            lines.append((level, msg))
-
-        def __getattr__(self, level):
-            return lambda msg: lines.append((level, msg))
+    log = RecordingLog()
 
     def run(cfg, ev):
-        with store.transaction() as db:
-            eid = store.record(ev, db)
-            jobs, matched, held = exec.evaluate(ev, eid, cfg, store, db, Log())
+        jobs, matched, held = evaluate(store, cfg, ev, log)
         return [j.name for j in jobs], matched, held
 
-    run.lines = lines
+    run.lines = log.lines
     return run
 
 
