@@ -101,31 +101,24 @@ class Alertmanager:
 
 
 @pytest.fixture
-def webhook():
-    sink = HttpSink()
-    yield sink
-    sink.down()
-
-
-@pytest.fixture
-def alertmanager(tmp_path, webhook):
+def alertmanager(tmp_path, http):
     """A running Alertmanager; stopped (killed if need be) at teardown."""
-    server = Alertmanager(tmp_path / "am", f"http://{webhook.base}/am")
+    server = Alertmanager(tmp_path / "am", f"http://{http.base}/am")
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def am_down(tmp_path, webhook):
+def am_down(tmp_path, http):
     """An Alertmanager not running yet: its port refuses until the test starts it."""
-    server = Alertmanager(tmp_path / "am", f"http://{webhook.base}/am")
+    server = Alertmanager(tmp_path / "am", f"http://{http.base}/am")
     yield server
     server.stop()
 
 
-def notifications(webhook: HttpSink) -> list[dict]:
-    return [r["body"] for r in webhook.received("/am")]
+def notifications(http: HttpSink) -> list[dict]:
+    return [r["body"] for r in http.received("/am")]
 
 
 def rules(urls, ttl: str = "5m", events=("disconnect", "syncintr", "split-brain"),
@@ -234,7 +227,7 @@ def hook(monkeypatch):
     return run
 
 
-def test_disconnect_then_connect_active_then_resolved(alertmanager, webhook, write_config,
+def test_disconnect_then_connect_active_then_resolved(alertmanager, http, write_config,
                                                       hook):
     cfg = write_config(rules([alertmanager.url]))
     assert hook(cfg, "disconnect", RES) == 0
@@ -245,7 +238,7 @@ def test_disconnect_then_connect_active_then_resolved(alertmanager, webhook, wri
     assert a["status"]["state"] == "active"
     assert hook(cfg, "connect", RES) == 0
     wait_until(lambda: not alertmanager.active(), what="the alert resolved")
-    done = wait_until(lambda: [n for n in notifications(webhook) if n["status"] == "resolved"],
+    done = wait_until(lambda: [n for n in notifications(http) if n["status"] == "resolved"],
                       what="Alertmanager's resolved notification")
     assert done[-1]["alerts"][0]["labels"] == a["labels"]
 
@@ -391,7 +384,7 @@ def _hosts(alerts: list[dict]) -> list[str]:
     return sorted(a["labels"]["host"] for a in alerts)
 
 
-def test_sim_pair_disconnect_connect_through_alertmanager(pair, alertmanager, webhook,
+def test_sim_pair_disconnect_connect_through_alertmanager(pair, alertmanager, http,
                                                           tmp_path):
     configure(pair, tmp_path, rules([alertmanager.url]))
     assert pair.disconnect(RES)
@@ -402,13 +395,13 @@ def test_sim_pair_disconnect_connect_through_alertmanager(pair, alertmanager, we
     assert {a["labels"]["cluster"] for a in both} == {"pair1"}
     # Alertmanager groups by cluster and resource: one notification names both hosts
     wait_until(lambda: any(n["status"] == "firing" and _hosts(n["alerts"]) == ["host1", "host2"]
-                           for n in notifications(webhook)),
+                           for n in notifications(http)),
                timeout=60, what="one firing notification for the pair")
     assert pair.connect(RES)
     pair.wait_hooks(180)
     wait_until(lambda: not alertmanager.active(), timeout=60, what="both alerts resolved")
     wait_until(lambda: any(n["status"] == "resolved" and _hosts(n["alerts"]) == ["host1", "host2"]
-                           for n in notifications(webhook)),
+                           for n in notifications(http)),
                timeout=60, what="the pair's resolved notification")
     for node in pair.nodes.values():
         assert all(h["exitcode"] == 0 for h in node.hooks())
