@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .event import SEVERITY_RANK
 from .units import parse_duration
 
 LOCK_NAME = "deliver.lock"
@@ -51,7 +52,6 @@ LEASE_GRACE = 5.0     # a claim outlives the send timeout by this much
 MARGIN = 3.0          # stop this long before the hook's time box
 POLL = 0.2            # how often a waiting deliverer looks for new rows
 MIN_SEND = 1.0        # do not start a send with less time than this left
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 NOTIFY_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
 ABANDONED = "its deliverer stopped between sending and marking; sent again"
 

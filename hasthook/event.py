@@ -9,6 +9,7 @@ from .record import Record, fresh
 ROLES = ("init", "primary", "secondary")
 EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", "split-brain")
 SEVERITIES = ("info", "warning", "critical")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # higher is worse
 
 SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "warning"}
 # An event that ends an earlier condition on the same resource.

@@ -172,11 +172,10 @@ def _tell_late(store, cfg, taken: list[tuple[int, Event]], log) -> None:
     if not taken:
         return
     from . import actions
-    from .event import SEVERITIES
+    from .event import SEVERITY_RANK
     from .store import iso
 
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    event_id, worst = max(taken, key=lambda t: rank.get(t[1].severity, 0))
+    event_id, worst = max(taken, key=lambda t: SEVERITY_RANK.get(t[1].severity, 0))
     lines = [f"  {iso(ev.time)}  {ev.event} {ev.resource} on {ev.host} ({ev.severity})"
              for _, ev in taken]
     try:

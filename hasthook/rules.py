@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-from .event import SEVERITIES, Event
+from .event import SEVERITY_RANK, Event
 from .record import Record
 from .units import parse_duration, parse_size
 
@@ -110,11 +110,8 @@ def _event(ev: Event, want: Any) -> bool:
     return "*" in wanted or ev.event in wanted
 
 
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-
-
 def _severity_at_least(ev: Event, want: str) -> bool:
-    return _RANK.get(ev.severity, 0) >= _RANK[want]
+    return SEVERITY_RANK.get(ev.severity, 0) >= SEVERITY_RANK[want]
 
 
 def _cause(ev: Event, want: Any) -> bool:
