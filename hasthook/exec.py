@@ -379,6 +379,19 @@ def _set_aside(store, error: Exception, log) -> str | None:
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
 
 
+def counts_toward_state(m, silence: dict | None) -> bool:
+    """Does this event count toward the rule's throttle and repeat_interval? Not when a
+    silence leaves the rule only actions with guards of their own (recover): the first
+    event after the silence is then told at once."""
+    from . import actions, silences
+
+    if not m.stateful:
+        return False
+    acts = silences.unmuted(m.actions) if silence else m.actions
+    return not (silence and all(getattr(actions.get(n), "OWN_GUARDS", False)
+                                for n, _ in acts))
+
+
 def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | None = None,
              db_notice: str | None = None):
     """Inside the event's transaction: match the rules, apply throttle and
@@ -422,8 +435,7 @@ def evaluate(ev: Event, event_id: int, cfg, store, db, log, config_error: str | 
             matched.append(m.name)
             acts = silences.unmuted(m.actions) if silence else m.actions
             suppressed = 0
-            if m.stateful and not (silence and all(
-                    getattr(actions.get(n), "OWN_GUARDS", False) for n, _ in acts)):
+            if counts_toward_state(m, silence):
                 key = rules.key_of(m.rule, ev)
                 d = rules.decide(m.rule, store.rule_state(db, m.name, key), ev.time)
                 store.save_rule_state(db, m.name, key, d.state, ev)

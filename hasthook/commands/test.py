@@ -108,8 +108,9 @@ class _StateNow:
     def held_by(self, m) -> dict[str, Any] | None:
         """Would this rule's throttle or repeat_interval hold the event back now?"""
         from .. import rules
+        from ..exec import counts_toward_state
 
-        if self.why_not or not m.stateful:
+        if self.why_not or not counts_toward_state(m, self.silence):
             return None
         try:
             state = self.store.rule_state(self.store.db, m.name, rules.key_of(m.rule, self.ev))
