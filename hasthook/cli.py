@@ -11,6 +11,13 @@ import importlib
 import sys
 
 from . import __version__, sysexits
+from .errors import HasthookError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Config
+    from .config.settings import Settings
+    from .pipeline import Pipeline
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,7 +48,7 @@ class App:
         self._cfg = self._log = self._store = self._hastctl = None
 
     @property
-    def cfg(self):
+    def cfg(self) -> Config:
         if self._cfg is None:
             from .config import load
 
@@ -49,7 +56,7 @@ class App:
         return self._cfg
 
     @property
-    def settings(self) -> dict:
+    def settings(self) -> Settings:
         return self.cfg.settings
 
     @property
@@ -65,26 +72,22 @@ class App:
         if self._store is None:
             from .store import Store
 
-            self._store = Store(self.settings["state_dir"])
+            self._store = Store(self.settings.state_dir)
         return self._store
 
     @property
     def hastctl(self):
         if self._hastctl is None:
             from .hast import Hastctl
-            from .units import parse_duration
 
-            self._hastctl = Hastctl(self.settings["hastctl"],
-                                    parse_duration(self.settings["hastctl_timeout"]))
+            self._hastctl = Hastctl.from_settings(self.settings)
         return self._hastctl
 
+    def pipeline(self) -> Pipeline:
+        """The event path, for commands that make events (recover, failover)."""
+        from .pipeline import Pipeline
 
-class CommandError(Exception):
-    """A one-line error for stderr, with the sysexits(3) code to leave with."""
-
-    def __init__(self, message: str, code: int = sysexits.EX_SOFTWARE):
-        super().__init__(message)
-        self.code = code
+        return Pipeline(self.cfg, self.store, self.log)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -132,17 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         return sysexits.EX_USAGE
     import sqlite3
 
-    from .config import ConfigError
-
     app = App(getattr(args, "config", None))
     try:
         code = args._module.run(args, app)
-    except ConfigError as e:
+    except HasthookError as e:
         print(f"hasthook: {e}", file=sys.stderr)
-        code = sysexits.EX_CONFIG
-    except CommandError as e:
-        print(f"hasthook: {e}", file=sys.stderr)
-        code = e.code
+        code = e.status
     except sqlite3.Error as e:  # one line for the admin, not a traceback
         print(f"hasthook: {_database_error(app, e)}", file=sys.stderr)
         code = sysexits.EX_IOERR

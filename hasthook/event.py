@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from .errors import UsageError
 from .record import Record, fresh
 
 ROLES = ("init", "primary", "secondary")
@@ -24,10 +25,6 @@ _SUMMARY = {
     "syncintr": "synchronization interrupted",
     "split-brain": "SPLIT-BRAIN detected",
 }
-
-
-class UsageError(ValueError):
-    """The argv is not a call hastd makes; the hook exits 64 (EX_USAGE)."""
 
 
 class Event(Record):

@@ -9,14 +9,21 @@ a resource hastd does not know); `status` prints a tab-separated table;
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
+from . import proc
+from .proc import Result
 from .record import Record, fresh
 
-DEFAULT_HASTCTL = "/sbin/hastctl"
-DEFAULT_TIMEOUT = 5.0
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    from .config.settings import Settings
+    from .event import Event
+
+    T = TypeVar("T")
 
 _INT_KEYS = ("extentsize", "keepdirty", "workerpid", "dirty")
 _SIZE_RE = re.compile(r"^(\d+)(?:\s+\(.*\))?$")
@@ -212,33 +219,17 @@ def humanize(n: int) -> str:
     return f"{sign * (quotient + (remainder + divisor // 2) // divisor)}{prefix}B"
 
 
-class Result(Record):
-    """What one hastctl run gave back; rc None means it could not run or timed out."""
-
-    argv: list[str]
-    rc: int | None
-    stdout: str = ""
-    stderr: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-
 class Hastctl:
     """Runs hastctl with a time limit; never raises for a missing or hung binary."""
 
-    def __init__(self, path: str = DEFAULT_HASTCTL, timeout: float = DEFAULT_TIMEOUT,
-                 config: str | None = None):
+    def __init__(self, path: str, timeout: float, config: str | None = None):
         self.path = path
         self.timeout = timeout
         self.config = config
 
     @classmethod
-    def from_settings(cls, settings: dict) -> Hastctl:
-        from .units import parse_duration
-
-        return cls(settings["hastctl"], parse_duration(settings["hastctl_timeout"]))
+    def from_settings(cls, settings: Settings) -> Hastctl:
+        return cls(settings.hastctl, settings.hastctl_timeout)
 
     def run(self, *args: str, timeout: float | None = None) -> Result:
         argv = [self.path, args[0]]
@@ -250,45 +241,42 @@ class Hastctl:
             # word comes after it); left out otherwise, so the argv is the article's.
             argv.append("--")
         argv += list(args[1:])
-        try:
-            p = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                errors="replace", timeout=self.timeout if timeout is None else timeout,
-                env=os.environ,
-            )
-        except subprocess.TimeoutExpired:
-            return Result(argv, None, "", f"{self.path}: timed out")
-        except OSError as e:
-            return Result(argv, None, "", f"{self.path}: {e.strerror}")
-        return Result(argv, p.returncode, p.stdout, p.stderr)
+        return proc.run(argv, self.timeout if timeout is None else timeout)
 
     def list(self, *names: str) -> tuple[dict[str, Resource], Result]:
         """Parsed `hastctl list`; an empty dict when it failed or printed garbage."""
-        r = self.run("list", *names)
-        try:
-            return parse_list(r.stdout), r
-        except ParseError as e:
-            r.stderr = (r.stderr + f"\nunparseable output: {e}").strip()
-            return {}, r
+        return _parsed(self.run("list", *names), parse_list)
 
     def dump(self, *names: str) -> tuple[dict[str, Metadata], Result]:
-        r = self.run("dump", *names)
-        try:
-            return parse_dump(r.stdout), r
-        except ParseError as e:
-            r.stderr = (r.stderr + f"\nunparseable output: {e}").strip()
-            return {}, r
+        return _parsed(self.run("dump", *names), parse_dump)
 
     def status(self, *names: str) -> tuple[dict[str, StatusLine], Result]:
-        r = self.run("status", *names)
-        try:
-            return parse_status(r.stdout), r
-        except ParseError as e:
-            r.stderr = (r.stderr + f"\nunparseable output: {e}").strip()
-            return {}, r
+        return _parsed(self.run("status", *names), parse_status)
 
     def role(self, role: str, *names: str) -> Result:
         return self.run("role", role, *names)
 
     def create(self, *names: str) -> Result:
         return self.run("create", *names)
+
+
+def _parsed(r: Result, parse: Callable[[str], dict[str, T]]) -> tuple[dict[str, T], Result]:
+    try:
+        return parse(r.stdout), r
+    except ParseError as e:
+        return {}, r.replace(error=f"unparseable output: {e}")
+
+
+def enrich(ev: Event, ctl: Hastctl) -> str | None:
+    """Add the local resource's state from `hastctl list RES` to the event; returns why
+    the state is unknown, or None."""
+    resources, result = ctl.list(ev.resource)
+    res = resources.get(ev.resource)
+    if res is not None and res.error is not None:
+        return f"hastctl: error {res.error} for {ev.resource}"
+    if res is None:
+        return result.why() if not result.ok else (result.last_line() or "no output")
+    ev.role, ev.status, ev.dirty = res.role, res.status, res.dirty
+    ev.provname, ev.remoteaddr, ev.replication = res.provname, res.remoteaddr, res.replication
+    ev.errors = res.errors or None
+    return None

@@ -13,6 +13,10 @@ import stat
 import sys
 import time
 
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from .config.settings import Settings
+
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
     "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13,
@@ -83,11 +87,9 @@ class Log(Levels):
         self._sock: socket.socket | None = None
 
     @classmethod
-    def from_settings(cls, settings: dict, echo: bool = False, tag: str | None = None,
-                      facility: str | None = None) -> Log:
-        sl = settings.get("syslog") or {}
-        return cls(tag or sl.get("tag") or "hasthook", facility or sl.get("facility") or "daemon",
-                   sl.get("socket"), settings.get("state_dir"), echo)
+    def from_settings(cls, settings: Settings, echo: bool = False) -> Log:
+        sl = settings.syslog
+        return cls(sl.tag, sl.facility, sl.socket, settings.state_dir, echo)
 
     def __call__(self, level: str, message: str, *, facility: int | None = None,
                  tag: str | None = None) -> None:

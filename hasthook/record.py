@@ -1,9 +1,11 @@
-"""Plain data classes for the hook's start-up path, without importing dataclasses.
+"""hasthook's data classes: one rule, every class that holds data derives from Record.
 
-`import dataclasses` pulls in inspect, ast and dis: a fifth of what a hook
-spends before it reads its argv. The classes hastd's every event touches
-(event, config, hastctl output, rules, actions) derive from Record instead.
-It keeps the part of dataclasses they use, read from the same annotations:
+Record is the part of dataclasses hasthook uses, without importing
+dataclasses: that pulls in inspect, ast and dis, a fifth of what a hook
+spends before it reads its argv, and the classes hastd's every event touches
+(event, config, hastctl output, rules, actions) are data classes. One kind
+everywhere, so nobody has to know which module is on the hook's path.
+Fields come from the same annotations:
 
     class Step(Record):
         name: str
@@ -12,7 +14,7 @@ It keeps the part of dataclasses they use, read from the same annotations:
 
 gives Step("x"), Step(name="x", ok=True), ==, repr, as_dict() and
 replace(**changes). `frozen=True` in the class line refuses assignment after
-__init__ and makes instances hashable. Modules off that path use dataclasses.
+__init__ and makes instances hashable.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ KEY_FIELDS = ("event", "resource", "host", "role", "old_role", "new_role", "seve
               "status", "cause")
 ACTIONS = ("notify", "recover", "command")
 NO_CAUSE = "none"
+INTERNAL_RULE = "hasthook"  # the rule name hasthook's own alerts go under
 
 
 class Match(Record, frozen=True):

@@ -126,8 +126,10 @@ def silencing(ev: Event, active: Iterable[dict[str, Any]]) -> dict[str, Any] | N
 def held(silence: dict[str, Any]) -> dict[str, Any]:
     """What the event's outcome records (`outcome.suppressed`, next to throttle and
     repeat): which silence, and enough of it to read after it is gone."""
+    from .units import iso
+
     return {"by": "silence", "silence": silence["id"], "resource": silence["resource"],
-            "event": silence.get("event"), "ends": silence["ends"],
+            "event": silence.get("event"), "ends": iso(silence["ends"]),
             "author": silence.get("author"), "comment": silence.get("comment")}
 
 

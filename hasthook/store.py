@@ -1,5 +1,8 @@
 """The one place that speaks SQL: event history and the state that outlives a hook run.
 
+Times go in and come out as epoch seconds (floats), whatever the method;
+commands format them for people (units.iso).
+
 hastd forks one hook per event, so many processes write at once: WAL, a busy
 timeout, and short `BEGIN IMMEDIATE` transactions keep every one of them
 succeeding. The directory is 0700 and the database 0600: events name hosts and
@@ -151,8 +154,8 @@ class Store:
     def __init__(self, state_dir: str, busy_timeout: float | None = None,
                  readonly: bool = False):
         """busy_timeout: seconds a statement waits for another process's lock.
-        readonly: only read an existing database (a dry run): never create, migrate or
-        write it; a missing file raises sqlite3.OperationalError on first use."""
+        readonly: only read the database (a dry run): never create, migrate or write
+        it; a missing file reads as an empty history."""
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, DB_NAME)
         self.busy_ms = int(BUSY_TIMEOUT_MS if busy_timeout is None else busy_timeout * 1000)
@@ -165,12 +168,25 @@ class Store:
             self._db = self._open()
         return self._db
 
+    @classmethod
+    def scratch(cls) -> Store:
+        """An empty history in memory: a dry run with nothing (readable) on disk."""
+        store = cls(":memory:", readonly=True)
+        store.path = ":memory:"
+        return store
+
     def _open(self) -> sqlite3.Connection:
         if self.readonly:
             from urllib.parse import quote
 
-            db = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
-                                 uri=True, timeout=self.busy_ms / 1000, isolation_level=None)
+            if self.path == ":memory:" or not os.path.exists(self.path):
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                for stmt in SCHEMA:
+                    db.execute(stmt)
+            else:
+                db = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
+                                     uri=True, timeout=self.busy_ms / 1000,
+                                     isolation_level=None)
             db.row_factory = sqlite3.Row
             return db
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
@@ -342,7 +358,7 @@ class Store:
 
         `resolvers` maps an alert event to the events that end it (event.RESOLVES,
         inverted); with none, every one in the history counts. Each row: host,
-        resource, event, severity, count, first and last (ISO times) and last_id.
+        resource, event, severity, count, first and last (times) and last_id.
         A split-brain storm is one row, not fifty.
         """
         out: list[dict[str, Any]] = []
@@ -361,9 +377,7 @@ class Store:
                 sql += " AND e.resource = ?"
                 args.append(resource)
             for r in self.db.execute(sql + " GROUP BY host, resource, event", args):
-                d = dict(r)
-                d["first"], d["last"] = iso(d["first"]), iso(d["last"])
-                out.append(d)
+                out.append(dict(r))
         return sorted(out, key=lambda d: d["last_id"], reverse=True)
 
     # -- silences -------------------------------------------------------
@@ -371,12 +385,12 @@ class Store:
     def active_silences(self, now: float | None = None,
                         db: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
         """Silences in force at `now`, oldest first; expired ones drop out by themselves.
-        Each: id, resource, event, ends, author, comment, created (times ISO)."""
+        Each: id, resource, event, ends, author, comment, created."""
         now = time.time() if now is None else now
         rows = (db or self.db).execute(
             "SELECT id, resource, event, ends, author, comment, created FROM silences "
             "WHERE ends > ? ORDER BY id", (now,))
-        return [{**dict(r), "ends": iso(r["ends"]), "created": iso(r["created"])} for r in rows]
+        return [dict(r) for r in rows]
 
     def silence_add(self, created: float, ends: float, resource: str, event: str | None,
                     author: str | None, comment: str | None) -> int:
@@ -671,6 +685,20 @@ def damaged(e: BaseException) -> bool:
 
 
 @contextmanager
+def savepoint(db: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:
+    """A nested transaction inside `transaction()`: a failure undoes only its own writes
+    (then the exception goes on), the enclosing transaction carries on."""
+    db.execute(f"SAVEPOINT {name}")
+    try:
+        yield db
+    except BaseException:
+        db.execute(f"ROLLBACK TO {name}")
+        db.execute(f"RELEASE {name}")
+        raise
+    db.execute(f"RELEASE {name}")
+
+
+@contextmanager
 def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -698,10 +726,4 @@ def _event_row(r: sqlite3.Row) -> dict[str, Any]:
         if d.get(k):
             d[k] = json.loads(d[k])
     d["known"] = bool(d["known"])
-    d["time"] = iso(d["time"])
     return d
-
-
-def iso(t: float) -> str:
-    """ISO-8601 UTC with milliseconds: `2026-11-25T08:02:14.123Z`."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"

@@ -1,8 +1,10 @@
-"""Durations and sizes as admins write them: `500ms`, `10m`, `1d`; `64M`, `1G`. Pure."""
+"""Durations, sizes and times as admins read and write them: `500ms`, `10m`, `1d`;
+`64M`, `1G`; ISO-8601 UTC. Pure."""
 
 from __future__ import annotations
 
 import re
+import time
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -51,3 +53,8 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{s // size}{unit}")
             s %= size
     return "".join(parts)
+
+
+def iso(t: float) -> str:
+    """ISO-8601 UTC with milliseconds: `2026-11-25T08:02:14.123Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"

@@ -37,13 +37,12 @@ class RecordingLog(Levels):
 
 
 def evaluate(store, cfg, ev, log):
-    """exec.evaluate as the hook calls it: the event recorded and matched in one
+    """The pipeline as the hook runs it: the event recorded and matched in one
     transaction on a real store; (jobs it would run, rules matched, what was held)."""
-    from hasthook import exec
+    from hasthook.pipeline import Pipeline
 
-    with store.transaction() as db:
-        event_id = store.record(ev, db)
-        return exec.evaluate(ev, event_id, cfg, store, db, log)
+    h = Pipeline(cfg, store, log).record(ev)
+    return h.jobs, h.matched, h.held
 
 
 class SyslogSink:

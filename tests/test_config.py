@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import command, run_cmd
 
-from hasthook import config
 from hasthook.config import ConfigError, load, load_for_hook
+from hasthook.config import loader as config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,9 +24,9 @@ GOOD = {"channels": {"ops": "json://127.0.0.1:9/hook"},
 
 def test_load_keeps_the_settings_defaults(write_config, tmp_path):
     cfg = load(str(write_config(GOOD, hastctl_timeout="2s")))
-    assert cfg.settings["hastctl_timeout"] == "2s"
-    assert cfg.settings["retention"] == "30d"
-    assert cfg.settings["syslog"]["tag"] == "hasthook"
+    assert cfg.settings.hastctl_timeout == 2.0
+    assert cfg.settings.retention == 30 * 86400
+    assert cfg.settings.syslog.tag == "hasthook"
     assert cfg.rules[0]["name"] == "sb" and cfg.channels == {"ops": "json://127.0.0.1:9/hook"}
 
 
@@ -111,13 +111,13 @@ def test_broken_file_without_a_good_copy_keeps_its_state_dir(write_config, tmp_p
     path.write_text(path.read_text() + "bogus: [\n")
     cfg, error = load_for_hook(str(path))
     assert cfg.origin == "defaults" and cfg.rules == [] and error
-    assert cfg.settings["state_dir"] == str(tmp_path / "state")
+    assert cfg.settings.state_dir == str(tmp_path / "state")
 
 
 @pytest.mark.parametrize("text,hint", [
     ("settings:\n  state_dir: /x/y  # comment\n", "/x/y"),
     ("settings: {hastctl: /h, state_dir: '/x/y'}\n", "/x/y"),
-    ("settings:\n  # state_dir: /old\n  hastctl: /h\n", config.DEFAULT_SETTINGS["state_dir"]),
+    ("settings:\n  # state_dir: /old\n  hastctl: /h\n", config.Settings.state_dir),
 ])
 def test_state_dir_is_found_without_parsing_yaml(text, hint):
     assert config._state_dir_hint(text) == hint
@@ -128,7 +128,7 @@ def test_state_dir_is_found_without_parsing_yaml(text, hint):
 def test_schema_is_valid_json_schema_and_printed_by_the_command():
     import jsonschema
 
-    from hasthook.schema import SCHEMA_FILE, schema
+    from hasthook.config.schema import SCHEMA_FILE, schema
 
     jsonschema.Draft202012Validator.check_schema(schema())
     r = run_cmd(command("hasthook"), "schema")
@@ -137,7 +137,7 @@ def test_schema_is_valid_json_schema_and_printed_by_the_command():
 
 
 def test_schema_has_room_for_recovery_channels_and_resources():
-    from hasthook.schema import validate
+    from hasthook.config.schema import validate
 
     data = {
         "channels": {"mail": {"apprise_config": "/usr/local/etc/apprise.yml", "tag": "hast",
@@ -157,7 +157,7 @@ def test_schema_has_room_for_recovery_channels_and_resources():
 def test_packaged_example_passes_check():
     example = REPO / "rules.example.yaml"
     assert example.read_text().startswith(
-        "# yaml-language-server: $schema=./hasthook/schema.json\n")
+        "# yaml-language-server: $schema=./hasthook/config/schema.json\n")
     r = run_cmd(command("hasthook"), "check", "-c", str(example))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"{example}: OK: 9 rules, 2 channels")

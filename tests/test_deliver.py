@@ -8,7 +8,9 @@ import time
 import pytest
 from receivers import SmtpSink
 
-from hasthook import config, deliver
+from hasthook import config, redact
+from hasthook.delivery import apprise_target, channel
+from hasthook.delivery import outbox as deliver
 from hasthook.log import Log
 from hasthook.store import Store
 
@@ -71,14 +73,14 @@ def _row(i, event="disconnect", resource=None, kind="alert", severity="warning")
 
 
 def test_compose_one_row_is_sent_as_rendered():
-    m = deliver.compose([_row(1, severity="critical")])
+    m = apprise_target.compose([_row(1, severity="critical")])
     assert (m.title, m.body, m.notify_type) == (
         "[critical] r01 disconnect (host1)", "body r01", "failure")
 
 
 def test_compose_burst_names_every_resource_and_event():
     rows = [_row(i) for i in range(1, 21)] + [_row(i, "syncintr") for i in range(21, 31)]
-    m = deliver.compose(rows, "markdown")
+    m = apprise_target.compose(rows, "markdown")
     assert m.title == ("[warning] 30 events on 30 resources: disconnect x20, syncintr x10 "
                        "(host1)")
     assert m.notify_type == "warning" and m.body_format == "markdown"
@@ -90,10 +92,11 @@ def test_compose_burst_names_every_resource_and_event():
 
 
 def test_compose_repeats_of_one_resource_and_resolved_bursts():
-    m = deliver.compose([_row(i, "split-brain", "shared1", severity="critical")
+    m = apprise_target.compose([_row(i, "split-brain", "shared1", severity="critical")
                          for i in range(3)])
     assert m.title == "[critical] split-brain x3 on shared1 (host1)"
-    m = deliver.compose([_row(i, "connect", kind="resolved", severity="info") for i in (1, 2)])
+    m = apprise_target.compose([_row(i, "connect", kind="resolved", severity="info")
+                                for i in (1, 2)])
     assert m.title == "[resolved] connect on 2 resources (host1)" and m.notify_type == "success"
 
 
@@ -102,7 +105,7 @@ def test_redact_removes_what_the_privacy_form_hides():
     shown = "mailto://alerts:****@mail.example.org/ops%40example.org"
     text = ("SMTP error for mailto://alerts:s3cret%2FPw0rd@mail.example.org: "
             "auth s3cret/Pw0rd refused")
-    out = deliver.redact(text, [(url, shown)])
+    out = redact.text(text, [(url, shown)])
     assert "s3cret" not in out and "Pw0rd" not in out
     assert "mail.example.org" in out and "alerts" in out and "refused" in out
 
@@ -114,12 +117,12 @@ def test_redact_removes_what_the_privacy_form_hides():
     ({"apprise_config": "/etc/apprise.yml", "tag": "ops"}, ([], "/etc/apprise.yml", ["ops"])),
 ])
 def test_channel_urls(spec, want):
-    assert deliver.channel_urls(spec) == want
+    assert apprise_target.channel_urls(spec) == want
 
 
 def test_channel_without_urls_is_an_error():
-    with pytest.raises(deliver.ChannelError):
-        deliver.channel_urls({"format": "text"})
+    with pytest.raises(channel.ChannelError):
+        apprise_target.channel_urls({"format": "text"})
 
 
 # -- real transports ----------------------------------------------------------
@@ -138,7 +141,7 @@ def test_json_webhook_payload(env, http):
     assert body["type"] == "failure"
     [row] = env.rows()
     assert row["state"] == "sent" and row["attempts"] == 1
-    assert row["delivered"] == [deliver.targets("hooks", env.channels["hooks"])[0].key]
+    assert row["delivered"] == [apprise_target.targets("hooks", env.channels["hooks"])[0].key]
 
 
 def test_mattermost_slack_compatible_payload(env, http):
@@ -284,12 +287,12 @@ def test_unknown_channel_stays_queued_with_the_reason(env):
 def test_only_one_process_delivers(env, http):
     env.channels = {"hooks": f"json://{http.base}/j"}
     env.queue("hooks")
-    fd = deliver.lock(env.state)
+    held = channel.lock(env.state)
     try:
         rep = env.drain()
         assert rep.busy and rep.sent == 0 and http.received() == []
     finally:
-        deliver.unlock(fd)
+        held.close()
     assert env.drain().sent == 1
 
 

@@ -175,7 +175,7 @@ def test_a_quiet_event_imports_nothing_heavy(write_config):
 
 
 def test_fallback_spool_dir_is_named_after_the_state_dir():
-    from hasthook.exec import spool_paths
+    from hasthook.spool import paths as spool_paths
 
     assert spool_paths("/var/db/hasthook") == [
         "/var/db/hasthook/spool.jsonl", "/var/tmp/hasthook.%2Fvar%2Fdb%2Fhasthook/spool.jsonl"]

@@ -15,6 +15,7 @@ from conftest import command, run_cmd
 from standins import Standins
 
 from hasthook import sysexits
+from hasthook.config.settings import Settings
 from hasthook.hast import Metadata, Resource, Result
 from hasthook.tools.failover import (
     Failover,
@@ -27,8 +28,9 @@ from hasthook.tools.failover import (
 
 # -- the plan (pure) -------------------------------------------------------
 
-CMDS = {"commands": {"fsck": "fsck", "mount": "mount", "umount": "umount", "zpool": "zpool",
-                     "service": "service"}, "dev_dir": "/dev/hast"}
+CMDS = Settings.from_dict({"commands": {"fsck": "fsck", "mount": "mount", "umount": "umount",
+                                        "zpool": "zpool", "service": "service"},
+                          "dev_dir": "/dev/hast"})
 
 
 def argvs(steps):
@@ -80,7 +82,7 @@ def test_plan_fsck_false_skips_fsck():
 def test_bad_resource_settings_are_config_errors(data, message):
     with pytest.raises(FailoverError, match=message) as e:
         resource_spec("db", data)
-    assert e.value.code == sysexits.EX_CONFIG
+    assert e.value.status == sysexits.EX_CONFIG
 
 
 def test_resource_without_settings_is_role_only():
@@ -172,9 +174,10 @@ def _settings(si, dev, state):
     """Stand-in commands, this test's pid as hastd's, the real pgrep."""
     pidfile = state.parent / f"{state.name}.hastd.pid"
     pidfile.write_text(f"{os.getpid()}\n")
-    return {"commands": {**si.commands, "pgrep": shutil.which("pgrep") or "/bin/pgrep"},
-            "dev_dir": str(dev), "state_dir": str(state), "hastd_pidfile": str(pidfile),
-            "failover_step_timeout": "30s"}
+    return Settings.from_dict({
+        "commands": {**si.commands, "pgrep": shutil.which("pgrep") or "/bin/pgrep"},
+        "dev_dir": str(dev), "state_dir": str(state), "hastd_pidfile": str(pidfile),
+        "failover_step_timeout": "30s"})
 
 
 @pytest.fixture
@@ -311,7 +314,7 @@ def test_steps_are_recorded_with_what_they_did(node):
 
 
 def test_missing_program_fails_the_step(node):
-    node.fo.settings["commands"]["zpool"] = node.fo.cmd["zpool"] = "/nonexistent/zpool"
+    node.fo.cmd = node.fo.cmd.replace(zpool="/nonexistent/zpool")
     assert node.fo.run("promote", ["tank0"]) == sysexits.EX_UNAVAILABLE
     assert node.store.alerts[0].extra["detail"] == (
         "cannot tell whether pool tank is imported: /nonexistent/zpool: "
@@ -352,8 +355,8 @@ def test_crash_pool_not_exported_is_imported_with_f(tmp_path):
 def _schema_errors(resources):
     import jsonschema
 
-    schema = json.loads((Path(__file__).resolve().parent.parent / "hasthook" / "schema.json")
-                        .read_text())
+    root = Path(__file__).resolve().parent.parent
+    schema = json.loads((root / "hasthook" / "config" / "schema.json").read_text())
     v = jsonschema.validators.validator_for(schema)(schema)
     return sorted(e.message for e in v.iter_errors({"resources": resources}))
 

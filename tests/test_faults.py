@@ -44,7 +44,7 @@ import pytest
 from conftest import command, run_cmd
 from receivers import HttpSink, SmtpSink, free_port, wait_until
 
-from hasthook.exec import spool_paths
+from hasthook.spool import paths as spool_paths
 
 SEED = int(os.environ.get("HASTHOOK_FAULT_SEED", "20261125"))
 QUIET = {"socket": "/nonexistent"}  # log to state/hasthook.log: no datagram is dropped

@@ -105,7 +105,7 @@ def test_humanize_matches_hastctl(n, text):
 def test_client_missing_binary_does_not_raise(tmp_path):
     ctl = Hastctl(str(tmp_path / "nope"), timeout=1)
     res, r = ctl.list("shared1")
-    assert res == {} and r.rc is None and "No such file" in r.stderr
+    assert res == {} and r.rc is None and "No such file" in r.why()
 
 
 def test_client_hung_binary_times_out(tmp_path):
@@ -113,13 +113,13 @@ def test_client_hung_binary_times_out(tmp_path):
     hang.write_text("#!/bin/sh\nexec sleep 30\n")
     hang.chmod(0o755)
     res, r = Hastctl(str(hang), timeout=0.5).list("shared1")
-    assert res == {} and r.rc is None and "timed out" in r.stderr
+    assert res == {} and r.rc is None and "timed out" in r.why()
 
 
 def test_client_role_and_create_return_status_and_stderr(tmp_path):
     fake = tmp_path / "hastctl"
     fake.write_text("#!/bin/sh\necho \"[$3] Received error 1 from hastd.\" >&2\nexit 1\n")
     fake.chmod(0o755)
-    r = Hastctl(str(fake)).role("primary", "shared1")
+    r = Hastctl(str(fake), 5).role("primary", "shared1")
     assert r.argv[1:] == ["role", "primary", "shared1"]
     assert (r.rc, r.stderr.strip()) == (1, "[shared1] Received error 1 from hastd.")

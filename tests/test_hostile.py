@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from receivers import HttpSink, wait_until
 
-from hasthook import config
 from hasthook import exec as hook_exec
+from hasthook.config import loader as config
 from hasthook.log import SOCKETS, _is_socket
 from hasthook.sim.driver import SimNode
 
@@ -316,5 +316,5 @@ def test_any_rules_file_is_valid_or_a_config_error(text):
     # A valid file is cached in its state_dir, which here could name any path: not kept.
     with mock.patch.object(config, "save_last_good"):
         cfg, error = config.load_for_hook(str(path))
-    assert cfg.settings["state_dir"]
+    assert cfg.settings.state_dir
     assert error is None or cfg.origin in ("defaults", "last-good")

@@ -41,7 +41,7 @@ def test_hasthook_8_documents_every_command():
 def test_rules_5_documents_every_top_level_key_and_setting():
     import json
 
-    schema = json.loads((MAN.parent / "hasthook" / "schema.json").read_text())
+    schema = json.loads((MAN.parent / "hasthook" / "config" / "schema.json").read_text())
     text = (MAN / "hasthook.rules.5").read_text()
     keys = set(re.findall(r"^\.It Ic ([a-z_]+)", text, re.M))
     assert set(schema["properties"]) <= keys, set(schema["properties"]) - keys

@@ -11,6 +11,7 @@ import signal
 
 import pytest
 
+from hasthook.config.settings import Settings
 from hasthook.event import Event
 from hasthook.hast import Resource, Result
 from hasthook.store import Store
@@ -18,10 +19,10 @@ from hasthook.tools.recover import (
     SETTLE,
     Limits,
     Recoverer,
-    ResourceLock,
     decide,
     expected_changes,
     mark_cause,
+    resource_lock,
 )
 
 MUTATING = ("role", "create")
@@ -86,7 +87,7 @@ def env(tmp_path):
         ctl = FakeHastctl()
         log = FakeLog()
         store = Store(str(tmp_path / "state"))
-        settings = {"state_dir": str(tmp_path / "state")}
+        settings = Settings(state_dir=str(tmp_path / "state"))
         sent: list[Event] = []
         now = [1_000_000.0]
 
@@ -125,8 +126,8 @@ def test_secondary_runs_init_create_secondary_and_logs_the_articles_line(env):
 
 
 def test_syslog_priority_and_tag_are_configurable(env):
-    env.settings["recover"] = {"syslog": {"facility": "local3", "level": "warning",
-                                          "tag": "hr"}}
+    env.settings = Settings.from_dict({"state_dir": env.settings.state_dir, "recover": {
+        "syslog": {"facility": "local3", "level": "warning", "tag": "hr"}}})
     env.rec().run("shared1", delay=0)
     assert ("warning", "HAST [shared1] recover role secondary", 19, "hr") in env.log.lines
 
@@ -157,7 +158,8 @@ def test_init_goes_back_to_init_unless_restore_role(env):
                                   ["role", "secondary", "shared1"]]
     env.ctl.calls.clear()
     env.ctl.roles["shared1"] = "init"
-    env.settings["recover"] = {"restore_role": "secondary"}
+    env.settings = Settings.from_dict({"state_dir": env.settings.state_dir,
+                                       "recover": {"restore_role": "secondary"}})
     env.rec().run("shared1", delay=0)
     assert env.ctl.mutating()[-1] == ["role", "secondary", "shared1"]
 
@@ -227,15 +229,16 @@ def test_dry_run_changes_nothing(env):
 
 
 def test_busy_lock_leaves_at_once(env):
-    with ResourceLock(env.settings["state_dir"], "shared1") as held:
+    with resource_lock(env.settings.state_dir, "shared1") as held:
         assert held.held
+        held.mark_owner()
         o = env.rec().run("shared1", delay=0)
     assert o.state == "busy" and str(os.getpid()) in o.detail
     assert env.ctl.calls == []
 
 
 def test_lock_names_are_safe_for_any_resource_name(tmp_path):
-    lock = ResourceLock(str(tmp_path), "../evil name")
+    lock = resource_lock(str(tmp_path), "../evil name")
     assert os.path.dirname(lock.path) == str(tmp_path)
     with lock:
         assert lock.held

@@ -307,7 +307,10 @@ def standin(tmp_path, name, body):
 
 def test_pre_step_runs_first_with_placeholders(pair, tmp_path):
     seen = tmp_path / "zfs.out"
-    zfs = standin(tmp_path, "zfs", f'echo "$@" > {seen}\nhastctl list shared1 | '
+    # A pre-step gets the minimal environment (PATH=/sbin:/bin:/usr/sbin:/usr/bin), where
+    # FreeBSD's hastctl is /sbin/hastctl; the simulated node's is named in full.
+    hastctl = pair.node("host2").hastctl_path
+    zfs = standin(tmp_path, "zfs", f'echo "$@" > {seen}\n{hastctl} list shared1 | '
                                    f"awk '$1 == \"role:\" {{print $2}}' >> {seen}\n")
     pair.configure(recover={"delay": "0s",
                             "pre": [[zfs, "snapshot", "tank/hast/{resource}@hasthook-{time}"]]})
@@ -467,9 +470,9 @@ def test_command_create_failing_restores_and_exits_69(node):
 
 
 def test_command_refuses_while_a_recovery_runs(node, tmp_path):
-    from hasthook.tools.recover import ResourceLock
+    from hasthook.tools.recover import resource_lock
 
-    with ResourceLock(str(tmp_path / "state"), RES):
+    with resource_lock(str(tmp_path / "state"), RES):
         r = recover(node, RES, "--delay", "0")
     assert r.returncode == 75 and "already running" in r.stderr
     assert node.calls() == []

@@ -14,6 +14,7 @@ import pytest
 from conftest import command, run_cmd
 
 from hasthook import sysexits
+from hasthook.config.settings import Settings
 from hasthook.hast import Metadata, Resource, Result
 from hasthook.sim import SimCluster, SimNode
 from hasthook.sim.core import cmdline
@@ -161,10 +162,19 @@ def test_pgrep_sees_the_title_and_escapes_hostile_names(titled):
 
 # -- set_role ----------------------------------------------------------------
 
+
+def S(node: dict) -> Settings:  # noqa: N802 - reads as the type it makes
+    return Settings.from_dict(node)
+
+
+def say(buf: io.StringIO):
+    """What `hasthook role` does with set_role's messages: one line each."""
+    return lambda msg: print(msg, file=buf)
+
 def test_hastd_not_running_refuses_with_69(node, tmp_path):
     node["hastd_pidfile"] = str(tmp_path / "nope.pid")
     ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO(), Log()
-    assert set_role("secondary", [], ctl, node, log, 1, out=out) == sysexits.EX_UNAVAILABLE
+    assert set_role("secondary", [], ctl, S(node), log, 1, say=say(out)) == sysexits.EX_UNAVAILABLE
     assert out.getvalue().count("\n") == 1 and "hastd is not running" in out.getvalue()
     assert ctl.role_calls() == []
 
@@ -172,7 +182,7 @@ def test_hastd_not_running_refuses_with_69(node, tmp_path):
 @pytest.mark.parametrize("role", ["init", "secondary"])
 def test_init_and_secondary_go_straight_to_every_resource(node, role):
     ctl, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "p2"}), Log()
-    assert set_role(role, [], ctl, node, log, 1, out=io.StringIO()) == 0
+    assert set_role(role, [], ctl, S(node), log, 1, say=say(io.StringIO())) == 0
     assert ctl.role_calls() == [("role", role, "r1"), ("role", role, "r2")]
     assert f"[r2] role set to {role}" in log.text()
 
@@ -182,7 +192,7 @@ def test_primary_waits_for_the_secondary_worker_to_leave(node, titled):
     worker = titled(f"hastd: {R1} (secondary)")
     threading.Timer(0.5, worker.stop).start()
     t0 = time.monotonic()
-    assert set_role("primary", [R1], ctl, node, log, 10, out=io.StringIO()) == 0
+    assert set_role("primary", [R1], ctl, S(node), log, 10, say=say(io.StringIO())) == 0
     assert time.monotonic() - t0 >= 0.5
     assert worker.p.poll() is not None
     assert ctl.role_calls() == [("role", "primary", R1)]
@@ -193,7 +203,7 @@ def test_primary_waits_for_the_secondary_worker_to_leave(node, titled):
 def test_primary_refuses_while_a_secondary_worker_stays(node, titled):
     ctl, out, log = StubHastctl(node["dev_dir"], {R1: R1, R2: R2}), io.StringIO(), Log()
     titled(f"hastd: {R2} (secondary)")
-    assert set_role("primary", [], ctl, node, log, 0.4, out=out) == 1
+    assert set_role("primary", [], ctl, S(node), log, 0.4, say=say(out)) == 1
     assert out.getvalue() == (f"FATAL: Secondary process for resource {R2} is still running "
                               "after 0.4 seconds.\n")
     assert ctl.role_calls() == []
@@ -203,7 +213,7 @@ def test_primary_refuses_while_a_secondary_worker_stays(node, titled):
 
 def test_primary_waits_for_the_provider_not_the_resource_name(node):
     ctl = StubHastctl(node["dev_dir"], {SHARED: DISK}, delay=0.3)
-    assert set_role("primary", [SHARED], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert set_role("primary", [SHARED], ctl, S(node), Log(), 5, say=say(io.StringIO())) == 0
     assert os.path.exists(os.path.join(node["dev_dir"], DISK))
 
 
@@ -211,7 +221,7 @@ def test_primary_fails_when_the_provider_never_appears(node):
     ctl, out = StubHastctl(node["dev_dir"], {SHARED: DISK}, make_device=False), io.StringIO()
     # A device named after the resource does not count.
     open(os.path.join(node["dev_dir"], SHARED), "w").close()
-    assert set_role("primary", [SHARED], ctl, node, Log(), 0.3, out=out) == 1
+    assert set_role("primary", [SHARED], ctl, S(node), Log(), 0.3, say=say(out)) == 1
     dev = os.path.join(node["dev_dir"], DISK)
     assert out.getvalue() == f"GEOM provider {dev} did not appear.\n"
     assert ctl.role_calls() == [("role", "primary", SHARED)]
@@ -219,13 +229,13 @@ def test_primary_fails_when_the_provider_never_appears(node):
 
 def test_primary_changes_exactly_the_named_resources(node):
     ctl = StubHastctl(node["dev_dir"], {R1: R1, R2: R2, R3: R3})
-    assert set_role("primary", [R3, R1, R3], ctl, node, Log(), 5, out=io.StringIO()) == 0
+    assert set_role("primary", [R3, R1, R3], ctl, S(node), Log(), 5, say=say(io.StringIO())) == 0
     assert ctl.role_calls() == [("role", "primary", R3), ("role", "primary", R1)]
 
 
 def test_unknown_resource_changes_nothing(node):
     ctl, out = StubHastctl(node["dev_dir"], {"r1": "r1"}), io.StringIO()
-    code = set_role("secondary", ["r1", "-c/tmp/evil"], ctl, node, Log(), 1, out=out)
+    code = set_role("secondary", ["r1", "-c/tmp/evil"], ctl, S(node), Log(), 1, say=say(out))
     assert code == sysexits.EX_DATAERR
     assert out.getvalue() == "hasthook: hastd does not know resource -c/tmp/evil\n"
     assert ctl.role_calls() == []
@@ -236,7 +246,7 @@ def test_unknown_resource_changes_nothing(node):
 def test_a_failed_role_change_names_the_resource_and_goes_on(node):
     ctl, out, log = StubHastctl(node["dev_dir"], {"r1": "r1", "r2": "r2"}, fail={"r1"}), \
         io.StringIO(), Log()
-    assert set_role("secondary", [], ctl, node, log, 1, out=out) == sysexits.EX_SOFTWARE
+    assert set_role("secondary", [], ctl, S(node), log, 1, say=say(out)) == sysexits.EX_SOFTWARE
     assert out.getvalue() == ("hasthook: [r1] unable to change role to secondary: "
                               "exit status 1: [r1] Received error 1 from hastd.\n")
     assert ctl.role_calls() == [("role", "secondary", "r1"), ("role", "secondary", "r2")]
@@ -247,7 +257,7 @@ def test_a_failed_role_change_names_the_resource_and_goes_on(node):
 def test_dry_run_changes_nothing(node, titled):
     ctl, out = StubHastctl(node["dev_dir"], {R1: R1}), io.StringIO()
     titled(f"hastd: {R1} (secondary)")
-    assert set_role("primary", [], ctl, node, Log(), 60, True, out=out) == 0
+    assert set_role("primary", [], ctl, S(node), Log(), 60, True, say=say(out)) == 0
     assert ctl.role_calls() == []
     assert f"would wait up to 60s for 'hastd: {R1} (secondary)'" in out.getvalue()
     assert f"would run hastctl role primary {R1}" in out.getvalue()
@@ -255,8 +265,9 @@ def test_dry_run_changes_nothing(node, titled):
 
 def test_bad_arguments(node):
     ctl = StubHastctl(node["dev_dir"], {"r1": "r1"})
-    assert set_role("master", [], ctl, node, Log(), 1, out=io.StringIO()) == sysexits.EX_USAGE
-    assert set_role("init", [], ctl, node, Log(), -1, out=io.StringIO()) == sysexits.EX_USAGE
+    quiet = say(io.StringIO())
+    assert set_role("master", [], ctl, S(node), Log(), 1, say=quiet) == sysexits.EX_USAGE
+    assert set_role("init", [], ctl, S(node), Log(), -1, say=quiet) == sysexits.EX_USAGE
     assert ctl.calls == []
 
 
@@ -386,7 +397,7 @@ def test_a_partial_dump_is_not_every_resource(node):
     ctl.dump = lambda *n: ({"r1": Metadata("r1")},
                            Result(["dump"], 66, "", "[ERROR] [r2] Unable to open /dev/ada2: "
                                                     "No such file or directory.\n"))
-    assert set_role("init", [], ctl, node, Log(), 1, out=out) == 66
+    assert set_role("init", [], ctl, S(node), Log(), 1, say=say(out)) == 66
     assert out.getvalue() == ("hasthook: cannot list resources with hastctl dump (exit status "
                               "66: [ERROR] [r2] Unable to open /dev/ada2: No such file or "
                               "directory.); name the resources\n")

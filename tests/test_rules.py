@@ -75,7 +75,7 @@ def test_match_keys(m, ev, expected):
 
 
 def test_every_match_key_is_tested_above_and_in_the_schema():
-    from hasthook.schema import schema
+    from hasthook.config.schema import schema
 
     assert set(rules.MATCH_KEYS) == set(schema()["$defs"]["match"]["properties"])
 

@@ -16,6 +16,7 @@ from hasthook.config import from_data
 from hasthook.event import classify
 from hasthook.sim.driver import SimNode
 from hasthook.store import SCHEMA_VERSION, Store
+from hasthook.units import iso
 
 T0 = 1_800_000_000.0
 
@@ -106,8 +107,9 @@ def test_expired_silences_drop_out_by_themselves(store):
     assert [s["id"] for s in store.active_silences(T0 + 60)] == [b]
     assert store.active_silences(T0 + 600) == []
     assert store.active_silences(T0 + 1)[0] == {
-        "id": a, "resource": "r1", "event": None, "ends": "2027-01-15T08:01:00.000Z",
-        "author": "alice", "comment": None, "created": "2027-01-15T08:00:00.000Z"}
+        "id": a, "resource": "r1", "event": None, "ends": T0 + 60,
+        "author": "alice", "comment": None, "created": T0}
+    assert iso(T0 + 60) == "2027-01-15T08:01:00.000Z"  # the store speaks epoch seconds
     assert store.prune(T0 + 61) == 0 and store.silence_delete(a) is None  # pruned with history
     assert store.silence_delete(b)["resource"] == "r2"
 

@@ -407,11 +407,11 @@ def test_faults(node):
     node.hang("list", 5)
     t = Hastctl(node.hastctl_path, timeout=0.5)
     res, r = t.list()
-    assert res == {} and r.rc is None and "timed out" in r.stderr
+    assert res == {} and r.rc is None and "timed out" in r.why()
     node.clear_faults()
     node.garbage("list", "Segmentation fault (core dumped) \x00\n")
     res, r = t.list()
-    assert res == {} and r.rc == 0 and "unparseable" in r.stderr
+    assert res == {} and r.rc == 0 and "unparseable" in r.why()
     node.clear_faults()
     assert set(t.list()[0]) == {"storage", "r1"}
     node.fail_role("storage", 2)

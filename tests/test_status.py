@@ -8,11 +8,13 @@ import pytest
 from conftest import command, run_cmd
 
 from hasthook import sysexits
+from hasthook.config.settings import Settings
 from hasthook.event import Event, classify
 from hasthook.hast import Resource, Result
 from hasthook.sim import SimCluster
 from hasthook.store import Store
 from hasthook.tools.status import StatusError, alert_resolvers, gather, render, to_json
+from hasthook.units import iso
 
 T0 = 1_800_000_000.0
 
@@ -56,7 +58,7 @@ def test_unresolved_alerts_fold_storms_and_end_at_a_resolver(store):
     rows = store.unresolved_alerts(alert_resolvers())
     assert [(r["resource"], r["event"], r["severity"], r["count"]) for r in rows] == [
         ("r2", "disconnect", "warning", 1), ("r1", "split-brain", "critical", 5)]
-    assert rows[1]["first"].startswith("2027-01-15T08:00:00")
+    assert iso(rows[1]["first"]).startswith("2027-01-15T08:00:00")
     assert store.unresolved_alerts(alert_resolvers(), resource="r2")[0]["count"] == 1
     assert store.active_silences(T0) == []
 
@@ -65,7 +67,7 @@ def test_healthy_cluster_exits_0(store):
     record(store, "syncdone shared1", T0)
     ctl = StubHastctl([Resource("shared1", role="primary", status="complete", dirty=0,
                                 remoteaddr="192.168.0.102", replication="memsync")])
-    rep = gather(ctl, store, {"hastd_pidfile": "/nonexistent"}, now=T0 + 300)
+    rep = gather(ctl, store, Settings(hastd_pidfile="/nonexistent"), now=T0 + 300)
     assert rep.code == 0 and rep.problems == []
     text = render(rep, now=T0 + 300)
     assert text.splitlines()[0].split() == [
@@ -86,7 +88,7 @@ def test_degraded_and_split_brain_exit_1(store):
         # r3 had a split-brain but is connected now: a split-brain would refuse that.
         Resource("r3", role="secondary", status="complete", dirty=0),
     ])
-    rep = gather(ctl, store, {}, now=T0 + 60)
+    rep = gather(ctl, store, Settings(), now=T0 + 60)
     assert rep.code == 1
     assert rep.problems == [
         "r1 is degraded (not connected to its peer)",
@@ -105,22 +107,22 @@ def test_hastd_unreachable_is_ex_unavailable(store, tmp_path):
     ctl = StubHastctl([], rc=71, stderr="Unable to connect to hastd via uds:///var/run/hastctl: "
                                         "No such file or directory.")
     with pytest.raises(StatusError) as e:
-        gather(ctl, store, {"hastd_pidfile": str(tmp_path / "hastd.pid")})
-    assert e.value.code == sysexits.EX_UNAVAILABLE
+        gather(ctl, store, Settings(hastd_pidfile=str(tmp_path / "hastd.pid")))
+    assert e.value.status == sysexits.EX_UNAVAILABLE
     assert str(e.value) == ("cannot read resource state from hastd: Unable to connect to hastd "
                             "via uds:///var/run/hastctl: No such file or directory.; hastd is "
                             f"not running (no pid file {tmp_path}/hastd.pid)")
 
 
 def test_no_resources_is_not_an_error(store):
-    rep = gather(StubHastctl([]), store, {})
+    rep = gather(StubHastctl([]), store, Settings())
     assert rep.code == 0 and render(rep).startswith("no HAST resources\n")
 
 
 def test_role_event_shows_the_change(store):
     store.record(Event("role", "r1", "host1", T0, old_role="secondary", new_role="primary"))
     rep = gather(StubHastctl([Resource("r1", role="primary", status="complete", dirty=0)]),
-                 store, {}, now=T0 + 7200)
+                 store, Settings(), now=T0 + 7200)
     assert "role secondary->primary 2027-01-15T08:00:00.000Z (2h ago)" in render(rep, T0 + 7200)
 
 

@@ -14,15 +14,16 @@ With ctx.dry_run, execute must describe what it would do and change nothing.
 from __future__ import annotations
 
 import importlib
-import sqlite3
-from collections.abc import Callable
-from types import ModuleType
 
 from ..event import Event
 from ..record import Record, fresh
+from ..store import savepoint
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+    from types import ModuleType
     from typing import Any
 
 NAMES = ("notify", "recover", "command")
@@ -44,6 +45,7 @@ class Context(Record):
     suppressed: int = 0                # events this rule held back since it last acted
     # Jobs an action's prepare adds (e.g. an alert), run after the commit like its own.
     after: list[Job] = fresh(list)
+    pipeline: Any = None               # hasthook.pipeline.Pipeline: to publish an outcome
 
     def values(self) -> dict[str, str]:
         """The template placeholders for this event and rule."""
@@ -64,6 +66,12 @@ def get(name: str) -> ModuleType | None:
         return None
 
 
+def own_guards(name: str) -> bool:
+    """Does the action guard itself (recover: cooldown, max_attempts), so a rule's
+    throttle and repeat_interval do not hold it back?"""
+    return bool(getattr(get(name), "OWN_GUARDS", False))
+
+
 def outcome(name: str, ok: bool, detail: str, **more: Any) -> dict[str, Any]:
     return {"action": name, "ok": ok, "detail": detail, **more}
 
@@ -72,6 +80,16 @@ def _missing(name: str, ctx: Context) -> dict[str, Any]:
     msg = f"action {name!r} is not available in this installation"
     ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {msg}")
     return outcome(name, False, msg)
+
+
+class Report(Record):
+    """What a synthetic event's maker wants told beyond what the rules tell."""
+
+    title: str
+    body: str
+    channels: list[str] = fresh(list)  # tell these too, unless a matching rule did
+    rule: str | None = None            # the rule name its message goes under; None:
+                                       # hasthook's own alert (rules.INTERNAL_RULE)
 
 
 class Job(Record):
@@ -92,17 +110,14 @@ def prepare(name: str, params: Any, ctx: Context, db: sqlite3.Connection) -> Job
     mod = get(name)
     if mod is None:
         return Job(name, params, ctx, _missing(name, ctx))
-    db.execute("SAVEPOINT action")
     try:
-        mod.prepare(params, ctx, db)
+        with savepoint(db, "action"):
+            mod.prepare(params, ctx, db)
     except Exception as e:  # noqa: BLE001 - one action must not cost the event its record
-        db.execute("ROLLBACK TO action")
-        db.execute("RELEASE action")
         ctx.log.error(f"[{ctx.event.resource}] rule {ctx.rule!r}: {name} failed to "
                       f"prepare: {type(e).__name__}: {e}")
         return Job(name, params, ctx, outcome(name, False,
                                               f"prepare failed: {type(e).__name__}: {e}"))
-    db.execute("RELEASE action")
     return Job(name, params, ctx)
 
 

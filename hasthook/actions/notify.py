@@ -3,7 +3,7 @@
 prepare() renders the message and puts it in the outbox inside the event's
 own transaction, so an alert exists before any network I/O and survives a
 mail server that is down or a hook that is killed. execute() sends what is
-already due; the deliverer (hasthook/deliver.py) groups, sends and retries.
+already due; the outbox (hasthook/delivery/outbox.py) groups, sends and retries.
 
 Resolved messages: an alert queued by a rule with `send_resolved: true`
 remembers it. The event that ends its condition (connect after disconnect,
@@ -18,6 +18,7 @@ import sqlite3
 import time
 
 from .. import render
+from ..rules import INTERNAL_RULE
 from ..units import format_duration, parse_duration
 from . import Context, outcome
 
@@ -25,8 +26,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec start
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_GROUP_WAIT = "2s"
-
+    from ..config.settings import Settings
 
 def _params(params: Any) -> dict[str, Any]:
     from ..rules import action_of
@@ -34,8 +34,8 @@ def _params(params: Any) -> dict[str, Any]:
     return action_of({"notify": params})[1]
 
 
-def _group_wait(rule: dict[str, Any], settings: dict[str, Any]) -> float:
-    return parse_duration(rule.get("group_wait", settings.get("group_wait", DEFAULT_GROUP_WAIT)))
+def _group_wait(rule: dict[str, Any], settings: Settings) -> float:
+    return parse_duration(rule["group_wait"]) if "group_wait" in rule else settings.group_wait
 
 
 def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
@@ -47,7 +47,7 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
     """
     p = _params(params)
     cfg, ev, rule = ctx.config, ctx.event, ctx.rule_config or {}
-    name = ctx.rule or ("hasthook" if p.get("internal") else None)
+    name = ctx.rule or (INTERNAL_RULE if p.get("internal") else None)
     rows = []
     for channel in p["channels"]:
         spec = cfg.channels.get(channel)
@@ -72,7 +72,7 @@ def _alertmanager(spec: Any) -> bool:
     for a mapping: each hook of a burst renders a message, most to plain URLs."""
     if not isinstance(spec, dict):
         return False
-    from .. import alertmanager
+    from ..delivery import alertmanager
 
     return alertmanager.is_channel(spec)
 
@@ -101,9 +101,9 @@ def execute(params: Any, ctx: Context) -> dict[str, Any]:
     if ctx.dry_run:
         return outcome("notify", True, f"would queue for {channels}",
                        messages=[{k: r[k] for k in ("channel", "title", "body")} for r in rows])
-    from .. import deliver
+    from ..delivery.outbox import drain
 
-    rep = deliver.drain(ctx.store, ctx.config, ctx.log, wait=False)
+    rep = drain(ctx.store, ctx.config, ctx.log, wait=False)
     detail = f"queued for {channels}"
     if rep.sent or rep.failed:
         detail += f"; {rep.sent} sent, {rep.failed} failed so far"

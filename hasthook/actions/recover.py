@@ -4,7 +4,7 @@ Split-brain auto-recovery: the article's hastrecover.sh run by the hook, with
 the guards in hasthook/tools/recover.py (which `hasthook recover` shares).
 
 Its outcome is told the way every event is: a synthetic `recover` event
-(cause `recover`) is recorded and goes through the rules, where rules naming
+(cause `recover`) goes through the pipeline, where rules naming
 `cause: recover` can route it. Its report also goes to the channels that were
 told about the split-brain (every rule it matched, e.g. a `continue` chain),
 unless a matching rule already took the channel; a critical outcome with no
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..event import Event
 from ..render import render
+from ..rules import INTERNAL_RULE
 from ..units import parse_duration
-from . import Context, Job, outcome
-from . import prepare as prepare_action
+from . import Context, Report, outcome
 
 PLACEHOLDER_TIME = "%Y%m%dT%H%M%SZ"  # {time} in pre argv: UTC, valid in a ZFS snapshot name
 # A rule's throttle or repeat_interval does not hold this action back: cooldown and
@@ -76,89 +77,52 @@ def execute(params: Any, ctx: Context) -> dict[str, Any]:
                        f"cooldown {p['cooldown']} / {p['max_attempts']} per {p['window']}: "
                        + "; ".join(steps), state="would-run")
     settings = ctx.config.settings
-    pub = Publisher(ctx.config, ctx.store, ctx.log, ctx.rule, ev)
-    rec = Recoverer(ctx.hastctl(), ctx.log, settings, ev.host, store=ctx.store, publish=pub,
+    publish = publisher(ctx.pipeline, ctx.rule, ev)
+    rec = Recoverer(ctx.hastctl(), ctx.log, settings, ev.host, store=ctx.store, publish=publish,
                     refuse_pre=ctx.config.unsafe_reason() if pre else None)
     o = rec.run(ev.resource, delay=parse_duration(p["delay"]),
                 restore_role=p.get("restore_role"), dry_run=bool(p.get("dry_run")),
                 pre=pre, limits=Limits(parse_duration(p["cooldown"]), int(p["max_attempts"]),
                                        parse_duration(p["window"])),
                 event_time=ev.time, event_id=ctx.event_id, origin="hook")
-    pub.flush()
+    ctx.pipeline.flush()
     keep = ("state", "role_before", "role_after", "recovery_id", "report_id", "alert",
             "dry_run")
     return outcome("recover", o.ok, o.detail, **{k: getattr(o, k) for k in keep},
                    steps=[s.line() for s in o.steps])
 
 
-class Publisher:
-    """Records a recovery's synthetic event and routes it like any event.
+def publisher(pipeline: Any, rule: str | None = None,
+              split_brain: Event | None = None) -> Callable[[Event], int]:
+    """How a recovery publishes its outcome: the synthetic `recover` event goes through
+    the pipeline (rules naming `cause: recover` route it), its jobs run after the
+    recovery (pipeline.flush), and its report also goes to the channels told about the
+    split-brain that no matching rule took; a critical outcome with nowhere else to go
+    reaches settings.alert_channels."""
+    channels = told(split_brain, pipeline.cfg.rules) if split_brain is not None else []
 
-    The event, the rules' decisions and its queued messages commit in one
-    transaction (as a hastd event's do); the jobs run on flush(), after the
-    recovery, so no network I/O happens while HAST is being changed.
-    """
+    def publish(ev: Event) -> int:
+        title, body = message(ev)
+        report = Report(title, body, channels, f"{rule or INTERNAL_RULE}: recover")
+        return pipeline.publish(ev, report, later=True)
 
-    def __init__(self, cfg: Any, store: Any, log: Any, rule: str | None = None,
-                 split_brain: Event | None = None):
-        self.cfg = cfg
-        self.store = store
-        self.log = log
-        self.rule = rule
-        self.split_brain = split_brain
-        self.pending: list[tuple[int, list[str], list[dict], list[Job]]] = []
+    return publish
 
-    def channels(self) -> list[str]:
-        """The channels the rules matching the split-brain notify, in rule order."""
-        from ..rules import match
 
-        out: list[str] = []
-        if self.split_brain is None:
-            return out
-        for m in match(self.split_brain, self.cfg.rules):
-            for name, params in m.actions:
-                if name == "notify":
-                    out += [c for c in params["channels"] if c not in out]
-        return out
+def told(ev: Event, rules: list[dict[str, Any]]) -> list[str]:
+    """The channels the rules matching an event notify, in rule order."""
+    from ..rules import match
 
-    def __call__(self, ev: Event) -> int:
-        from ..exec import evaluate
-        from ..hast import Hastctl
-
-        with self.store.transaction() as db:
-            event_id = self.store.record(ev, db)
-            jobs, matched, held = evaluate(ev, event_id, self.cfg, self.store, db, self.log)
-            taken = {c for j in jobs if j.name == "notify" and isinstance(j.params, dict)
-                     for c in j.params.get("channels") or ()}
-            rest = [c for c in self.channels() if c not in taken]
-            if not rest and not taken and ev.severity == "critical":
-                rest = self.cfg.alert_channels
-            if rest:
-                ctx = Context(ev, event_id, f"{self.rule or 'hasthook'}: recover", self.cfg,
-                              self.store, self.log,
-                              lambda: Hastctl.from_settings(self.cfg.settings), ev.time)
-                title, body = message(ev)
-                jobs.append(prepare_action("notify", {"channels": rest, "title": title,
-                                                      "body": body}, ctx, db))
-                matched.append(ctx.rule)
-        self.pending.append((event_id, matched, held, jobs))
-        return event_id
-
-    def flush(self) -> None:
-        """Run the queued jobs (notify sends what is due) and record their outcome."""
-        while self.pending:
-            event_id, matched, held, jobs = self.pending.pop(0)
-            outcomes = [j.run() for j in jobs]
-            if matched or held or outcomes:
-                try:
-                    self.store.set_outcome(event_id, matched,
-                                           {"actions": outcomes, "suppressed": held})
-                except Exception as e:  # noqa: BLE001 - the messages are queued already
-                    self.log.error(f"cannot record the outcome of event {event_id}: {e}")
+    out: list[str] = []
+    for m in match(ev, rules):
+        for name, params in m.actions:
+            if name == "notify":
+                out += [c for c in params["channels"] if c not in out]
+    return out
 
 
 def message(ev: Event) -> tuple[str, str]:
-    """Title and body of a recovery report, as templates with every brace escaped."""
+    """Title and body of a recovery report (literal text)."""
     from ..tools.recover import report_text
 
     x = ev.extra
@@ -168,15 +132,4 @@ def message(ev: Event) -> tuple[str, str]:
         head = "split-brain recovery (dry run): nothing changed"
     else:
         head = "split-brain recovered: local writes discarded, full resync follows"
-    title = f"[{ev.severity}] {ev.resource} ({ev.host}): {head}"
-    return _literal(title), _literal(report_text(ev))
-
-
-def _literal(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def notifier(cfg: Any, store: Any, log: Any) -> Publisher:
-    """The publisher `hasthook recover` uses: rules naming `cause: recover` route it,
-    and a failure with nowhere else to go reaches settings.alert_channels."""
-    return Publisher(cfg, store, log)
+    return f"[{ev.severity}] {ev.resource} ({ev.host}): {head}", report_text(ev)

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from .. import sysexits
-from ..config import ConfigError, find, parse_and_validate
+from ..config import ConfigError, find
+from ..config.loader import parse_and_validate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    from ..schema import file_warnings
+    from ..config.schema import file_warnings
 
     path, named = find(app.config_path)
     try:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from .. import sysexits
-from ..cli import CommandError
+from ..errors import HasthookError
 from ..tools import dirty
 from ..units import parse_size
 
@@ -47,7 +47,7 @@ def _size(option: str, value: str | None) -> int | None:
     try:
         return parse_size(value)
     except ValueError as e:
-        raise CommandError(f"{option}: {e}", sysexits.EX_USAGE) from None
+        raise HasthookError(f"{option}: {e}", sysexits.EX_USAGE) from None
 
 
 def _relay(r) -> None:
@@ -58,7 +58,7 @@ def _relay(r) -> None:
 
 def run(args: argparse.Namespace, app) -> int:
     if (args.warning or args.critical) and not args.nagios:
-        raise CommandError("-w and -c are thresholds for --nagios "
+        raise HasthookError("-w and -c are thresholds for --nagios "
                            "(the config file is --config FILE here)", sysexits.EX_USAGE)
     warn = _size("-w", args.warning)
     crit = _size("-c", args.critical)

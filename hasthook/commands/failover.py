@@ -12,8 +12,7 @@ change itself failed (1: the old secondary worker or the device timed out).
 from __future__ import annotations
 
 import argparse
-
-from ..cli import CommandError
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,16 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    from ..tools.failover import Failover, FailoverError, Router
+    from ..actions import Report
+    from ..tools.failover import Failover, alert_body
 
-    # Each step is recorded and routed through the rules, like an event from hastd.
-    router = None if args.dry_run else Router(app.cfg, app.store, app.log)
-    fo = Failover(app.settings, app.cfg.data.get("resources"), app.hastctl, app.log,
-                  record=router, host=app.cfg.hostname, wait=args.wait)
+    # Each step is recorded and routed through the rules, like an event from hastd; a
+    # stopped failover that no rule sends anywhere goes to settings.alert_channels.
+    pipeline = None if args.dry_run else app.pipeline()
+
+    def record(ev) -> int:
+        assert pipeline is not None
+        title = f"[critical] {ev.resource} ({ev.host}): failover stopped"
+        return pipeline.publish(ev, Report(title, alert_body(ev)))
+
+    fo = Failover(app.settings, app.cfg.resources, app.hastctl, app.log,
+                  record=None if pipeline is None else record, host=app.cfg.hostname,
+                  wait=args.wait, out=print,
+                  err=lambda line: print(line, file=sys.stderr, flush=True))
     try:
         return fo.run(args.action, args.resources, dry_run=args.dry_run)
-    except FailoverError as e:
-        raise CommandError(str(e), e.code) from None
     finally:
-        if router is not None:
-            router.deliver()
+        if pipeline is not None:
+            pipeline.deliver()

@@ -25,15 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    from ..alertmanager import refresh
-    from ..deliver import drain
-    from ..exec import take_spool
+    from ..delivery.alertmanager import refresh
+    from ..delivery.outbox import drain
     from ..log import Log
+    from ..pipeline import Pipeline
 
     log = Log.from_settings(app.settings, echo=not args.quiet)
     # Events a hook had to spool (database locked, unwritable) go in within a minute,
     # even when no HAST event comes to do it.
-    take_spool(app.store, app.cfg, log)
+    Pipeline(app.cfg, app.store, log).take_spool()
     rep = drain(app.store, app.cfg, log, everything=args.all)
     am = refresh(app.store, app.cfg, log)
     if not args.quiet:

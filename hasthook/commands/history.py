@@ -7,8 +7,8 @@ import json
 import time
 
 from .. import sysexits
-from ..cli import CommandError
-from ..units import parse_duration
+from ..errors import HasthookError
+from ..units import iso, parse_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,10 +25,12 @@ def run(args: argparse.Namespace, app) -> int:
         try:
             since = time.time() - parse_duration(args.since)
         except ValueError as e:
-            raise CommandError(f"--since: {e}", sysexits.EX_USAGE) from None
+            raise HasthookError(f"--since: {e}", sysexits.EX_USAGE) from None
     if args.limit is not None and args.limit < 1:
-        raise CommandError("--limit: must be at least 1", sysexits.EX_USAGE)
+        raise HasthookError("--limit: must be at least 1", sysexits.EX_USAGE)
     rows = app.store.history(args.resource, args.event, since, args.limit)
+    for r in rows:
+        r["time"] = iso(r["time"])
     if args.json:
         print(json.dumps(rows, indent=2))
         return sysexits.EX_OK

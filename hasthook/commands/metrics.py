@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .. import sysexits
-from ..cli import CommandError
+from ..errors import HasthookError
 from ..tools import metrics
 
 
@@ -30,6 +30,6 @@ def run(args: argparse.Namespace, app) -> int:
     try:
         metrics.write_textfile(args.textfile, text)
     except OSError as e:
-        raise CommandError(f"cannot write {args.textfile}: {e.strerror or e}",
+        raise HasthookError(f"cannot write {args.textfile}: {e.strerror or e}",
                            sysexits.EX_CANTCREAT) from None
     return sysexits.EX_OK

@@ -11,8 +11,7 @@ import json
 import time
 
 from .. import sysexits
-from ..store import iso
-from ..units import format_duration
+from ..units import format_duration, iso
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

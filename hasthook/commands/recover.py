@@ -42,28 +42,19 @@ def run(args: argparse.Namespace, app) -> int:
     except ValueError as e:
         print(f"hasthook recover: --delay: {e}", file=sys.stderr)
         return sysexits.EX_USAGE
-    from ..actions.recover import notifier
+    from ..actions.recover import publisher
     from ..tools.recover import Recoverer
 
-    publish = notifier(app.cfg, app.store, app.log)
+    pipeline = app.pipeline()
     rec = Recoverer(app.hastctl, app.log, app.settings, app.cfg.hostname, store=app.store,
-                    publish=publish, out=print)
+                    publish=publisher(pipeline), out=print)
     o = rec.run(args.resource, delay=delay, restore_role=args.restore_role,
                 dry_run=args.dry_run, origin="command")
-    publish.flush()
-    _deliver(app)
+    pipeline.flush()
+    pipeline.deliver()  # what rules naming `cause: recover` queued; the rest waits
     if o.state in ("recovered", "dry-run", "primary"):
         print(f"{args.resource}: {o.detail}")
         return sysexits.EX_OK
     print(f"hasthook recover: {args.resource}: {o.detail}", file=sys.stderr)
     return sysexits.EX_TEMPFAIL if o.state == "busy" else sysexits.EX_UNAVAILABLE
 
-
-def _deliver(app) -> None:
-    """Send what rules named `cause: recover` queued; what cannot go stays queued."""
-    from ..deliver import drain
-
-    try:
-        drain(app.store, app.cfg, app.log)
-    except Exception as e:  # noqa: BLE001 - `hasthook flush` and the next hook retry
-        app.log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")

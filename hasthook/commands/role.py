@@ -8,9 +8,10 @@ role is changed while one lingers), set primary, then wait for
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import sysexits
-from ..cli import CommandError
+from ..errors import HasthookError
 from ..tools import role as tool
 from ..units import parse_duration
 
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace, app) -> int:
     try:
         wait = parse_duration(args.wait)
     except ValueError as e:
-        raise CommandError(f"--wait: {e}", sysexits.EX_USAGE) from None
+        raise HasthookError(f"--wait: {e}", sysexits.EX_USAGE) from None
     return tool.set_role(args.role, args.resources, app.hastctl, app.settings, app.log,
-                         wait, args.dry_run)
+                         wait, args.dry_run, say=lambda msg: print(msg, file=sys.stderr,
+                                                                   flush=True))

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: ARG001 - no opti
 
 
 def run(args: argparse.Namespace, app) -> int:  # noqa: ARG001
-    from ..schema import schema_text
+    from ..config.schema import schema_text
 
     sys.stdout.write(schema_text())
     return sysexits.EX_OK

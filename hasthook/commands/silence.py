@@ -17,12 +17,10 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 
 from .. import silences, sysexits
-from ..cli import CommandError
-from ..store import iso
-from ..units import format_duration
+from ..errors import HasthookError
+from ..units import format_duration, iso
 
 
 def _config_option() -> argparse.ArgumentParser:
@@ -65,14 +63,14 @@ def run(args: argparse.Namespace, app) -> int:
 
 def _add(args: argparse.Namespace, app) -> int:
     if args.all == (args.resource is not None):
-        raise CommandError("silence add: give a RESOURCE or --all (not both)", sysexits.EX_USAGE)
+        raise HasthookError("silence add: give a RESOURCE or --all (not both)", sysexits.EX_USAGE)
     if args.duration is None:
-        raise CommandError("silence add: --for DURATION is required (e.g. --for 2h)",
+        raise HasthookError("silence add: --for DURATION is required (e.g. --for 2h)",
                            sysexits.EX_USAGE)
     try:
         row = silences.new(args.resource, args.duration, time.time(), args.event, args.comment)
     except ValueError as e:
-        raise CommandError(f"silence add: {e}", sysexits.EX_USAGE) from None
+        raise HasthookError(f"silence add: {e}", sysexits.EX_USAGE) from None
     sid = app.store.silence_add(**row)
     if args.resource is not None:
         _warn_if_unknown(args.resource, app)
@@ -101,14 +99,15 @@ def _list(args: argparse.Namespace, app) -> int:
     now = time.time()
     rows = app.store.active_silences(now)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{**r, "ends": iso(r["ends"]), "created": iso(r["created"])}
+                          for r in rows], indent=2))
         return sysexits.EX_OK
     if not rows:
         print("no active silences")
         return sysexits.EX_OK
     head = ("ID", "RESOURCE", "EVENT", "ENDS", "LEFT", "AUTHOR", "COMMENT")
-    table = [(str(r["id"]), r["resource"], r["event"] or "*", r["ends"],
-              format_duration(max(0.0, _epoch(r["ends"]) - now)), r["author"] or "-",
+    table = [(str(r["id"]), r["resource"], r["event"] or "*", iso(r["ends"]),
+              format_duration(max(0.0, r["ends"] - now)), r["author"] or "-",
               r["comment"] or "") for r in rows]
     widths = [max(len(x[i]) for x in [head, *table]) for i in range(len(head) - 1)]
     for line in [head, *table]:
@@ -122,7 +121,7 @@ def _del(args: argparse.Namespace, app) -> int:
     row = app.store.silence_delete(int(args.id)) if known else None
     name = args.id if known else repr(args.id)  # repr: one line, whatever was typed
     if row is None:
-        raise CommandError(f"silence del: no silence {name}", sysexits.EX_DATAERR)
+        raise HasthookError(f"silence del: no silence {name}", sysexits.EX_DATAERR)
     app.log.notice(f"silence {row['id']} ({_what(row)}) deleted by {silences.author()}")
     ended = " (it had already ended)" if row["ends"] <= time.time() else ""
     print(f"silence {row['id']} deleted{ended}")
@@ -133,6 +132,3 @@ def _what(row: dict) -> str:
     res = "every resource" if row["resource"] == silences.ALL else f"resource {row['resource']}"
     return f"{res}, " + (f"event {row['event']}" if row["event"] else "every event")
 
-
-def _epoch(iso_time: str) -> float:
-    return datetime.fromisoformat(iso_time).timestamp()

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 
-from ..cli import CommandError
 from ..tools import status as tool
 
 
@@ -19,10 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    try:
-        report = tool.gather(app.hastctl, app.store, app.settings)
-    except tool.StatusError as e:
-        raise CommandError(str(e), e.code) from None
+    report = tool.gather(app.hastctl, app.store, app.settings)
     if args.json:
         print(json.dumps(tool.to_json(report), indent=2))
     else:

@@ -19,7 +19,7 @@ import sqlite3
 from typing import Any
 
 from .. import sysexits
-from ..cli import CommandError
+from ..errors import HasthookError
 from ..event import ROLES, UsageError, classify
 from ..log import Levels
 
@@ -46,96 +46,57 @@ class DryLog(Levels):
 
 
 def run(args: argparse.Namespace, app) -> int:
-    from .. import actions, rules
+    from ..pipeline import Pipeline
+    from ..store import Store
     from ..units import parse_size
 
     cfg = app.cfg
     try:
         ev = classify(args.words, args.host or cfg.hostname)
     except UsageError as e:
-        raise CommandError(str(e), sysexits.EX_USAGE) from None
+        raise HasthookError(str(e), sysexits.EX_USAGE) from None
     ev.role, ev.status, ev.cause = args.role, args.status, args.cause
     if args.dirty is not None:
         try:
             ev.dirty = parse_size(args.dirty)
         except ValueError as e:
-            raise CommandError(f"--dirty: {e}", sysexits.EX_USAGE) from None
+            raise HasthookError(f"--dirty: {e}", sysexits.EX_USAGE) from None
+    # The history as it is now, read-only: a dry run must not create, migrate or write
+    # the database (the hook would see a different one).
+    store = Store(cfg.settings.state_dir, readonly=True)
+    history = "read"
+    if not os.path.isfile(store.path):
+        history = f"not read: no history yet at {store.path}"
+    try:
+        store.active_silences(ev.time)
+    except sqlite3.Error as e:
+        history = f"not read ({store.path}: {e})"
+        store.close()
+        store = Store.scratch()
     log = DryLog()
-    now = _StateNow(cfg.settings["state_dir"], ev)
-    report = {"event": ev.to_dict(), "matches": [], "dry_run": True,
-              "history": now.why_not or "read", "silenced_by": now.silence}
-    for m in rules.match(ev, cfg.rules):
-        entry = {"rule": m.name, "index": m.index, "continue": bool(m.rule.get("continue")),
-                 "throttle": m.rule.get("throttle"),
-                 "repeat_interval": m.rule.get("repeat_interval"), "actions": [],
-                 "held_by": now.held_by(m)}
-        for name, params in m.actions:
-            ctx = actions.Context(ev, None, m.name, cfg, None, log, actions.no_hastctl,
-                                  ev.time, dry_run=True, rule_config=m.rule)
-            out = actions.execute(name, params, ctx)
-            if name == "notify":
-                out["messages"] = _messages(params, ctx)
-            entry["actions"].append({**out, "params": params})
-        report["matches"].append(entry)
-    now.close()
+    h = Pipeline(cfg, store, log, dry_run=True).test(ev)
+    store.close()
+    silence = next((x for x in h.held if x.get("by") == "silence"), None)
+    report: dict[str, Any] = {
+        "event": ev.to_dict(), "matches": [], "dry_run": True, "history": history,
+        "silenced_by": silence and {"id": silence["silence"], **{
+            k: silence[k] for k in ("resource", "event", "ends", "author", "comment")}}}
+    for m in h.matches:
+        held = next(({"by": x["by"], "count": x["count"]} for x in h.held
+                     if x.get("rule") == m.name), None)
+        report["matches"].append({
+            "rule": m.name, "index": m.index, "continue": bool(m.rule.get("continue")),
+            "throttle": m.rule.get("throttle"), "repeat_interval": m.rule.get("repeat_interval"),
+            "actions": [{**out, "params": job.params} for job, out in zip(h.jobs, h.outcomes,
+                                                                          strict=True)
+                        if job.ctx.rule == m.name],
+            "held_by": held})
     report["log"] = log.lines
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print(ev, report)
     return sysexits.EX_OK
-
-
-class _StateNow:
-    """Silences and rule state as the history holds them, read-only: a dry run must not
-    create, migrate or write the database (the hook would see a different one)."""
-
-    def __init__(self, state_dir: str, ev) -> None:
-        from .. import silences
-        from ..store import Store
-
-        self.ev, self.silence, self.why_not = ev, None, None
-        self.store = Store(state_dir, readonly=True)
-        if not os.path.isfile(self.store.path):
-            self.why_not = f"not read: no history yet at {self.store.path}"
-            return
-        try:
-            self.silence = silences.silencing(ev, self.store.active_silences(ev.time))
-        except sqlite3.Error as e:
-            self.why_not = f"not read ({self.store.path}: {e})"
-            self.close()
-
-    def held_by(self, m) -> dict[str, Any] | None:
-        """Would this rule's throttle or repeat_interval hold the event back now?"""
-        from .. import rules
-        from ..exec import counts_toward_state
-
-        if self.why_not or not counts_toward_state(m, self.silence):
-            return None
-        try:
-            state = self.store.rule_state(self.store.db, m.name, rules.key_of(m.rule, self.ev))
-        except sqlite3.Error:
-            return None
-        d = rules.decide(m.rule, state, self.ev.time)
-        return None if d.fire else {"by": d.reason, "count": d.state.suppressed}
-
-    def close(self) -> None:
-        self.store.close()
-
-
-def _messages(params: dict[str, Any], ctx) -> list[dict[str, str]]:
-    """The rendered message for each channel, as the notify action would queue it."""
-    from .. import render
-
-    out = []
-    for channel in params["channels"]:
-        spec = ctx.config.channels.get(channel)
-        own = spec if isinstance(spec, dict) else {}
-        title, body = render.message(
-            ctx.event, ctx.rule, 0, title=params.get("title") or own.get("title"),
-            body=params.get("body") or own.get("body"), overrides=ctx.config.templates)
-        out.append({"channel": channel, "title": title, "body": body})
-    return out
 
 
 def _print(ev, report: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ link loss, long enough for a 20-resource burst to be one message).
 
 from __future__ import annotations
 
-import calendar
 import os
 import shlex
 import sys
@@ -22,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -131,12 +129,6 @@ def node_rules(name: str, state_dir: Path, hastctl: str, sink: HttpSink) -> dict
     return data
 
 
-def _epoch(iso: str) -> float:
-    """The history's `2026-11-25T08:02:14.123Z` back to seconds."""
-    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return calendar.timegm(dt.utctimetuple()) + dt.microsecond / 1e6
-
-
 def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 3 else f"{names[0]} .. {names[-1]}"
 
@@ -201,7 +193,7 @@ class Demo:
                 self.seen[h] = max(r["id"] for r in fresh)
             rows += fresh
         for r in rows:
-            r["t"] = _epoch(r["time"])
+            r["t"] = r["time"]
         return rows
 
     def new_messages(self) -> list[dict[str, Any]]:

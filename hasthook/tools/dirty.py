@@ -24,9 +24,9 @@ way the script's pipelines do rather than through the structured parser:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ..hast import Hastctl, Result, humanize, parse_list
+from ..record import Record
 
 # awk's [[:space:]], and the blanks sh and awk split fields on by default.
 _SPACE = "[ \t\n\v\f\r]"
@@ -81,8 +81,7 @@ def script_human(text: str) -> str:
     return " ".join(ifs_split(shown + suffix))
 
 
-@dataclass
-class DirtyState:
+class DirtyState(Record):
     """One resource as hastdirty.sh sees it: the raw captures from `hastctl list NAME`."""
 
     name: str
@@ -113,14 +112,9 @@ class DirtyState:
             parsed = None
         if parsed is not None and parsed.error is not None:
             return f"hastd does not know it (error {parsed.error})"
-        lines = (self.listed.stderr.strip() or self.listed.stdout.strip()).splitlines()
-        if self.listed.rc is None:
-            return lines[-1] if lines else "hastctl could not run"
-        if lines and self.listed.rc != 0:
-            return f"hastctl exit status {self.listed.rc}: {lines[-1]}"
-        if self.listed.rc != 0:
-            return f"hastctl exit status {self.listed.rc}"
-        return "hastctl printed no role"
+        if self.listed.rc == 0:
+            return "hastctl printed no role"
+        return self.listed.why() if self.listed.rc is None else f"hastctl {self.listed.why()}"
 
 
 def resource_names(args: list[str], hastctl: Hastctl) -> tuple[list[str], Result | None]:
@@ -206,8 +200,7 @@ def nagios(states: list[DirtyState], warn: int | None = 0, crit: int | None = No
     if not states:
         why = "no HAST resources"
         if dump is not None and not dump.ok:
-            lines = (dump.stderr.strip() or f"exit status {dump.rc}").splitlines()
-            why = f"hastctl dump failed: {lines[-1]}"
+            why = f"hastctl dump failed: {dump.last_line() or dump.why()}"
         return f"HAST DIRTY UNKNOWN - {why}".replace("|", "/"), NAGIOS_CODES["UNKNOWN"]
     items: list[tuple[int, str]] = []
     perf = []

@@ -22,19 +22,18 @@ other event) and syslog gets a crit line.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .. import sysexits
+from .. import proc, sysexits
+from ..config.settings import Settings
+from ..errors import HasthookError
 from ..event import Event
-from ..hast import Result
-from ..units import parse_duration
+from ..proc import Result
+from ..record import Record, fresh
 
 FILESYSTEMS = ("ufs", "zfs", "none")
 ACTIONS = ("promote", "demote")
@@ -42,32 +41,21 @@ QUERY_TIMEOUT = 30.0
 LOCK_NAME = "failover.lock"
 _SERVICE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")   # as in schema.json
 
-DEFAULT_COMMANDS = {
-    "fsck": "/sbin/fsck",
-    "mount": "/sbin/mount",
-    "umount": "/sbin/umount",
-    "zpool": "/sbin/zpool",
-    "service": "/usr/sbin/service",
-}
+
+class FailoverError(HasthookError):
+    """Failover cannot start (bad resource settings, unknown resource)."""
+
+    status = sysexits.EX_CONFIG
 
 
-class FailoverError(Exception):
-    """Failover cannot start (bad resource settings, unknown resource); carries a sysexits code."""
-
-    def __init__(self, message: str, code: int = sysexits.EX_CONFIG):
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class ResourceSpec:
+class ResourceSpec(Record):
     """What sits on one HAST resource, from the config's `resources:` mapping."""
 
     name: str
     filesystem: str = "none"
     mountpoint: str | None = None
     pool: str | None = None
-    services: list[str] = field(default_factory=list)
+    services: list[str] = fresh(list)
     fsck: bool = True
 
 
@@ -92,13 +80,7 @@ def resource_spec(name: str, data: dict[str, Any] | None) -> ResourceSpec:
     return spec
 
 
-def commands(settings: dict[str, Any]) -> dict[str, str]:
-    """The command paths, defaults under whatever settings.commands overrides."""
-    return {**DEFAULT_COMMANDS, **(settings.get("commands") or {})}
-
-
-@dataclass
-class Step:
+class Step(Record):
     """One step of the chain: what it does, to what, and the argv that does it."""
 
     action: str            # promote | demote
@@ -108,7 +90,7 @@ class Step:
     argv: list[str]
     device: str | None = None
     mountpoint: str | None = None
-    resources: list[str] = field(default_factory=list)
+    resources: list[str] = fresh(list)
 
     @property
     def label(self) -> str:
@@ -119,12 +101,12 @@ class Step:
 
 
 def plan(action: str, specs: list[ResourceSpec], provnames: dict[str, str],
-         settings: dict[str, Any]) -> list[Step]:
+         settings: Settings) -> list[Step]:
     """The ordered steps for promote or demote of these resources. Pure."""
     if action not in ACTIONS:
         raise ValueError(f"unknown failover action {action!r}")
-    cmd = commands(settings)
-    dev_dir = settings.get("dev_dir") or "/dev/hast"
+    cmd = settings.commands.as_dict()
+    dev_dir = settings.dev_dir
     names = [s.name for s in specs]
     role = "primary" if action == "promote" else "secondary"
     role_step = Step(action, "role", names[0] if names else "-", f"{role} {' '.join(names)}",
@@ -190,34 +172,24 @@ def _unoctal(s: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
-def run_command(argv: list[str], timeout: float | None) -> Result:
-    """Run one argv; never raises for a missing, failing or hung program."""
-    try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return Result(argv, None, "", f"{argv[0]}: timed out after {timeout:g}s")
-    except OSError as e:
-        return Result(argv, None, "", f"{argv[0]}: {e.strerror}")
-    return Result(argv, p.returncode, p.stdout, p.stderr)
-
-
-class StepFailed(Exception):
+class StepFailed(HasthookError):
     """A step (or the query before it) failed; the message says what the admin sees."""
 
-    def __init__(self, message: str, code: int = sysexits.EX_UNAVAILABLE):
-        super().__init__(message)
-        self.code = code
+    status = sysexits.EX_UNAVAILABLE
 
 
 class Failover:
     """Runs a plan: check, act, log, record; the first failure stops the chain."""
 
-    def __init__(self, settings: dict[str, Any], resources: dict[str, Any] | None, hastctl,
+    def __init__(self, settings: Settings, resources: dict[str, Any] | None, hastctl,
                  log, record: Callable[[Event], int | None] | None = None,
                  host: str = "localhost", wait: float = 60,
-                 out: Callable[[str], None] = print):
-        """`record(event)` keeps each step in the history and routes it (see Router)."""
+                 out: Callable[[str], None] = lambda _line: None,
+                 err: Callable[[str], None] = lambda _line: None):
+        """`record(event)` keeps each step in the history and routes it (the command
+        gives it the pipeline's publish, with alert_body for a stopped failover). `out`
+        gets a line per step, `err` the role change's complaints (the command prints
+        them on stdout and stderr)."""
         self.settings = settings
         self.resources = resources or {}
         self.hastctl = hastctl
@@ -226,9 +198,9 @@ class Failover:
         self.host = host
         self.wait = wait
         self.out = out
-        self.cmd = commands(settings)
-        t = settings.get("failover_step_timeout")
-        self.step_timeout = parse_duration(t) if t not in (None, "", 0) else None
+        self.err = err
+        self.cmd = settings.commands
+        self.step_timeout = settings.failover_step_timeout
 
     # -- planning -------------------------------------------------------
 
@@ -241,7 +213,7 @@ class Failover:
             specs = [resource_spec(n, self.resources.get(n)) for n in names]
             prov = role.provider_names(names, self.hastctl)
         except role.RoleError as e:
-            raise FailoverError(str(e), e.code) from None
+            raise FailoverError(str(e), e.status) from None
         return plan(action, specs, prov, self.settings)
 
     def roles(self) -> dict[str, str | None]:
@@ -262,7 +234,7 @@ class Failover:
                             " ".join(given) or "all resources",
                             ["hasthook", "failover", action, *given])
                 self._report(step, "failed", f"failover {action} cannot start: {e}",
-                             detail=str(e), code=e.code)
+                             detail=str(e), code=e.status)
             raise
         if dry_run:
             self.out(f"{action} plan ({len(steps)} steps, dry run: nothing is changed):")
@@ -288,11 +260,11 @@ class Failover:
             except StepFailed as e:
                 msg = (f"failover {action} STOPPED at step {i}/{len(steps)} "
                        f"[{step.resource}] {step.label}: {e}")
-                self._report(step, "failed", msg, detail=str(e), code=e.code)
+                self._report(step, "failed", msg, detail=str(e), code=e.status)
                 remaining = [s.label for s in steps[i:]]
                 if remaining:
                     self.out(f"not run: {', '.join(remaining)}")
-                return e.code
+                return e.status
             self._report(step, "ok", f"{head}: done ({' '.join(step.argv)})")
         self.log.notice(f"failover {action} of {' '.join(names)} complete in "
                         f"{time.monotonic() - started:.1f}s")
@@ -321,7 +293,7 @@ class Failover:
                 return f"pool {step.target} already imported" if imported else None
             return None if imported else f"pool {step.target} is not imported"
         if step.kind in ("start", "stop"):
-            r = self._query([self.cmd["service"], step.target, "onestatus"])
+            r = self._query([self.cmd.service, step.target, "onestatus"])
             running = r.rc == 0
             if step.kind == "start":
                 return f"{step.target} already running" if running else None
@@ -329,27 +301,27 @@ class Failover:
         return None
 
     def _mounts(self) -> set[tuple[str, str]]:
-        r = self._query([self.cmd["mount"], "-p"])
+        r = self._query([self.cmd.mount, "-p"])
         if not r.ok:
-            raise StepFailed(f"cannot tell what is mounted: {_why(r)}")
+            raise StepFailed(f"cannot tell what is mounted: {r.why()}")
         return parse_mounts(r.stdout)
 
     def _imported(self, pool: str) -> bool:
-        r = self._query([self.cmd["zpool"], "list", "-H", "-o", "name", pool])
+        r = self._query([self.cmd.zpool, "list", "-H", "-o", "name", pool])
         if r.rc is None:
-            raise StepFailed(f"cannot tell whether pool {pool} is imported: {_why(r)}")
+            raise StepFailed(f"cannot tell whether pool {pool} is imported: {r.why()}")
         return r.rc == 0 and pool in r.stdout.split()
 
     def _query(self, argv: list[str]) -> Result:
-        return run_command(argv, QUERY_TIMEOUT)
+        return proc.run(argv, QUERY_TIMEOUT)
 
     def _act(self, step: Step) -> None:
         if step.kind == "role":
             self._role(step)
             return
-        r = run_command(step.argv, self.step_timeout)
+        r = proc.run(step.argv, self.step_timeout)
         if not r.ok:
-            raise StepFailed(f"{' '.join(step.argv)}: {_why(r)}")
+            raise StepFailed(f"{' '.join(step.argv)}: {r.why()}")
 
     def _role(self, step: Step) -> None:
         """The `hasthook role` code itself: waits for the old worker, then for the device."""
@@ -357,7 +329,7 @@ class Failover:
 
         want = "primary" if step.action == "promote" else "secondary"
         code = set_role(want, step.resources, self.hastctl, self.settings, self.log,
-                        self.wait, False)
+                        self.wait, False, say=self.err)
         if code != 0:
             raise StepFailed(f"hasthook role {want} {' '.join(step.resources)} exited {code}",
                              code)
@@ -387,49 +359,10 @@ class Failover:
                 self.log.error(f"[{step.resource}] cannot record failover step "
                                f"{step.label}: {type(e).__name__}: {e}")
 
-    def _lock(self):
+    def _lock(self) -> proc.FileLock:
         """One failover at a time on a node: a CARP flap queues demote behind promote."""
-        return _FileLock(os.path.join(self.settings.get("state_dir") or "/var/db/hasthook",
-                                      LOCK_NAME))
-
-
-class Router:
-    """Records a step event and routes it through the rules, as hasthook-exec does for
-    hastd's events: a rule matching `cause: failover` notifies, throttles, runs commands.
-    A failed step (critical) that no rule sends anywhere goes to settings.alert_channels,
-    so a stopped failover is never only a syslog line."""
-
-    def __init__(self, cfg, store, log):
-        self.cfg = cfg
-        self.store = store
-        self.log = log
-
-    def __call__(self, ev: Event) -> int:
-        from .. import actions
-        from ..exec import evaluate
-        from ..hast import Hastctl
-
-        with self.store.transaction() as db:
-            event_id = self.store.record(ev, db)
-            jobs, matched, held = evaluate(ev, event_id, self.cfg, self.store, db, self.log)
-            if ev.severity == "critical" and not any(j.name == "notify" for j in jobs):
-                ctx = actions.Context(ev, event_id, None, self.cfg, self.store, self.log,
-                                      lambda: Hastctl.from_settings(self.cfg.settings), ev.time)
-                title = f"[critical] {ev.resource} ({ev.host}): failover stopped"
-                job = actions.alert(ctx, db, title, alert_body(ev))  # literal text
-                if job is not None:
-                    jobs.append(job)
-                    matched.append("(alert_channels)")
-        outcomes = [j.run() for j in jobs]
-        if matched or held or outcomes:
-            self.store.set_outcome(event_id, matched, {"actions": outcomes, "suppressed": held})
-        return event_id
-
-    def deliver(self) -> None:
-        """Send what this failover queued now; what cannot go waits for `hasthook flush`."""
-        from ..exec import deliver
-
-        deliver(self.store, self.cfg, self.log)
+        os.makedirs(self.settings.state_dir, mode=0o700, exist_ok=True)
+        return proc.FileLock(os.path.join(self.settings.state_dir, LOCK_NAME))
 
 
 def alert_body(ev: Event) -> str:
@@ -442,26 +375,3 @@ def alert_body(ev: Event) -> str:
         f"error: {x.get('detail')}", "",
         "Nothing after this step ran. Fix the cause, then run "
         f"`hasthook failover {x.get('action')}` again: steps already done are skipped."])
-
-
-def _why(r: Result) -> str:
-    text = (r.stderr.strip() or r.stdout.strip())
-    last = text.splitlines()[-1] if text else ""
-    status = "could not run" if r.rc is None else f"exit status {r.rc}"
-    return f"{status}: {last}" if last and r.rc is not None else (last or status)
-
-
-class _FileLock:
-    def __init__(self, path: str):
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-        return False

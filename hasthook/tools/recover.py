@@ -32,18 +32,17 @@ syslog always gets a line of its own.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 
+from .. import proc
 from ..event import Event
 from ..hast import Hastctl
 from ..log import FACILITIES
 from ..record import Record, fresh
-from ..units import format_duration
+from ..units import format_duration, iso
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
@@ -57,8 +56,6 @@ CLAIM_GRACE = 60.0
 PRE_TIMEOUT = 60.0
 
 DEFAULTS: dict[str, Any] = {"delay": 2.0, "cooldown": 600.0, "max_attempts": 3, "window": 3600.0}
-# settings.recover.syslog: the article's `logger -p user.notice -t hast-recover`.
-SYSLOG = {"facility": "user", "level": "notice", "tag": "hast-recover"}
 # Rows in these states were real attempts: they count for cooldown and max_attempts.
 # (Rows are read for one dry-run mode at a time, so a rehearsal never blocks the real thing.)
 ATTEMPTS = ("running", "recovered", "failed", "pre-failed", "interrupted", "dry-run")
@@ -74,6 +71,13 @@ class Step(Record):
     argv: list[str]
     rc: int | None = None
     stderr: str = ""
+
+    @classmethod
+    def of(cls, name: str, r: proc.Result) -> Step:
+        """A step from what running it gave: the reason is its last line, or why it
+        could not run or finish."""
+        return cls(name, r.argv, r.rc, "" if r.ok else (
+            r.last_line() if r.rc is not None else r.why()))
 
     @property
     def ok(self) -> bool:
@@ -170,8 +174,7 @@ def read_role(ctl: Hastctl, resource: str) -> tuple[str | None, str]:
     if res is not None and res.error is not None:
         return None, f"hastctl: error {res.error} for {resource}"
     if res is None or not res.role:
-        why = (r.stderr.strip() or f"exit status {r.rc}").splitlines()
-        return None, why[-1] if why else "no output"
+        return None, r.why() if not r.ok else (r.last_line() or "no output")
     return res.role, ""
 
 
@@ -185,36 +188,12 @@ def expected_changes(role: str, target: str) -> list[list[str]]:
     return out
 
 
-class ResourceLock:
-    """A non-blocking flock on state_dir/recover.RES.lock; `held` says whether we got it."""
-
-    def __init__(self, state_dir: str, resource: str):
-        safe = "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02x}" for c in resource)
-        self.path = os.path.join(state_dir, f"recover.{safe}.lock")
-        self.fd = -1
-        self.held = False
-
-    def __enter__(self) -> ResourceLock:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return self
-        self.held = True
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
-        return self
-
-    def holder(self) -> str:
-        try:
-            return os.pread(self.fd, 32, 0).decode().strip() or "?"
-        except OSError:
-            return "?"
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
-        self.fd = -1
+def resource_lock(state_dir: str, resource: str) -> proc.FileLock:
+    """The resource's lock, state_dir/recover.RES.lock (not taken yet), any byte of the
+    name made safe for a file name."""
+    safe = "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02x}" for c in resource)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    return proc.FileLock(os.path.join(state_dir, f"recover.{safe}.lock"))
 
 
 class _HoldAlarm:
@@ -229,24 +208,7 @@ class _HoldAlarm:
 
 def run_pre(argv: Sequence[str], timeout: float = PRE_TIMEOUT) -> Step:
     """Run one pre-step argv (no shell); never raises."""
-    argv = [str(a) for a in argv]
-    try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return Step("pre", argv, None, f"timed out after {timeout:g}s")
-    except OSError as e:
-        return Step("pre", argv, None, f"{argv[0]}: {e.strerror}")
-    return Step("pre", argv, p.returncode, _last(p.stderr) or _last(p.stdout))
-
-
-def _last(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1].strip() if lines else ""
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return Step.of("pre", proc.run(list(argv), timeout))
 
 
 class Recoverer:
@@ -273,10 +235,9 @@ class Recoverer:
         self.out = out or (lambda _line: None)
         self.sleep = sleep
         self.clock = clock
-        conf = settings.get("recover") or {}
-        self.restore_role = conf.get("restore_role")
-        sl = {**SYSLOG, **(conf.get("syslog") or {})}
-        self._syslog = (FACILITIES[sl["facility"]], sl["level"], sl["tag"])
+        sl = settings.recover.syslog
+        self.restore_role = settings.recover.restore_role
+        self._syslog = (FACILITIES[sl.facility], sl.level, sl.tag)
 
     # -- the one sequence ------------------------------------------------
 
@@ -287,12 +248,13 @@ class Recoverer:
             origin: str = "command") -> Outcome:
         """Recover one resource; `limits` (the action) adds cooldown and max_attempts."""
         o = Outcome(resource, self.host, "busy", dry_run=dry_run, event_id=event_id)
-        state_dir = self.settings.get("state_dir") or "/var/db/hasthook"
-        with ResourceLock(state_dir, resource) as lock:
-            if not lock.held:
+        lock = resource_lock(self.settings.state_dir, resource)
+        try:
+            if not lock.acquire(wait=False):
                 o.detail = f"a recovery of {resource} is already running (pid {lock.holder()})"
                 self.log.info(f"HAST [{resource}] {o.detail}; leaving it to that one")
                 return o
+            lock.mark_owner()
             self._reap(resource)
             if limits is not None and self.store is not None:
                 now = self.clock()
@@ -321,6 +283,8 @@ class Recoverer:
             target = ((restore_role or self.restore_role or "init") if role == "init"
                       else role)
             return self._reset(o, role, target, pre, origin)
+        finally:
+            lock.close()
 
     def _reset(self, o: Outcome, role: str, target: str, pre: Sequence[Sequence[str]],
                origin: str) -> Outcome:
@@ -372,7 +336,7 @@ class Recoverer:
             else:
                 r = (self.ctl.create(res) if step.name == "create"
                      else self.ctl.role(step.argv[-2], res))
-                done = Step(step.name, r.argv, r.rc, _last(r.stderr))
+                done = Step.of(step.name, r)
             o.steps.append(done)
             self.out(done.line())
             if done.ok:
@@ -390,7 +354,7 @@ class Recoverer:
             now_role, why = read_role(self.ctl, res)
             if now_role is not None and now_role != role:
                 back = self.ctl.role(role, res)
-                restore = Step("restore", back.argv, back.rc, _last(back.stderr))
+                restore = Step.of("restore", back)
                 o.steps.append(restore)
                 self.out(restore.line())
                 now_role = role if back.ok else now_role
@@ -421,7 +385,7 @@ class Recoverer:
             o = Outcome(resource, self.host, "interrupted", recovery_id=row["id"],
                         role_before=row["role_before"])
             o.detail = (f"recovery #{row['id']} (pid {row['pid']}, started "
-                        f"{_iso(row['started'])}) died before it finished; check the role "
+                        f"{iso(row['started'])}) died before it finished; check the role "
                         f"of {resource} (it may be left in init)")
             o.alert = "recovery interrupted"
             self.log.crit(f"HAST [{resource}] {o.detail}")

@@ -21,29 +21,23 @@ holds the local component), then waits for /dev/hast/NAME. Fixed here:
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
 
-from .. import sysexits
+from .. import proc, sysexits
+from ..config.settings import Settings
+from ..errors import HasthookError
 from ..hast import Hastctl, Result
 
 ROLES = ("init", "secondary", "primary")
 DEFAULT_WAIT = 60.0
-DEFAULT_PGREP = "/bin/pgrep"
 POLL = 0.1
 # Characters with a meaning in a POSIX extended regular expression (pgrep's).
 _ERE_SPECIAL = set("\\.[]()*+?{}|^$")
 
 
-class RoleError(Exception):
-    """The role change cannot go ahead; carries the sysexits code to leave with."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+class RoleError(HasthookError):
+    """The role change cannot go ahead; carries the sysexits status to leave with."""
 
 
 def ere_escape(text: str) -> str:
@@ -80,22 +74,14 @@ def hastd_pid(pidfile: str) -> tuple[int | None, str]:
     return pid, ""
 
 
-def pgrep_path(settings: dict[str, Any]) -> str:
-    return (settings.get("commands") or {}).get("pgrep") or DEFAULT_PGREP
-
-
 def secondary_running(name: str, pgrep: str) -> bool:
     """Whether a `hastd: NAME (secondary)` worker exists; pgrep trouble raises RoleError."""
-    try:
-        p = subprocess.run([pgrep, "-f", secondary_pattern(name)], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, errors="replace", timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RoleError(f"cannot run {pgrep}: {getattr(e, 'strerror', None) or e}",
-                        sysexits.EX_UNAVAILABLE) from None
-    if p.returncode in (0, 1):
-        return p.returncode == 0
-    why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit status {p.returncode}"
-    raise RoleError(f"{pgrep} failed for resource {name}: {why}", sysexits.EX_SOFTWARE)
+    r = proc.run([pgrep, "-f", secondary_pattern(name)], 10)
+    if r.rc is None:
+        raise RoleError(f"cannot run {r.why()}", sysexits.EX_UNAVAILABLE)
+    if r.rc in (0, 1):
+        return r.rc == 0
+    raise RoleError(f"{pgrep} failed for resource {name}: {r.why()}", sysexits.EX_SOFTWARE)
 
 
 def wait_for(done: Callable[[], bool], timeout: float, poll: float = POLL) -> bool:
@@ -108,14 +94,6 @@ def wait_for(done: Callable[[], bool], timeout: float, poll: float = POLL) -> bo
         if left <= 0:
             return False
         time.sleep(min(poll, left))
-
-
-def _why(r: Result) -> str:
-    text = r.stderr.strip() or r.stdout.strip()
-    last = text.splitlines()[-1] if text else ""
-    if r.rc is None:
-        return last or "hastctl could not run"
-    return f"exit status {r.rc}: {last}" if last else f"exit status {r.rc}"
 
 
 def _code(r: Result) -> int:
@@ -140,7 +118,7 @@ def resolve(resources: list[str], hastctl: Hastctl) -> list[str]:
     if not r.ok:
         # Even a partial answer: acting on "all but the one it could not read" silently
         # is not what the admin asked for.
-        raise RoleError(f"cannot list resources with hastctl dump ({_why(r)}); "
+        raise RoleError(f"cannot list resources with hastctl dump ({r.why()}); "
                         "name the resources", _code(r))
     if not meta:
         raise RoleError("hastctl dump lists no resources", sysexits.EX_CONFIG)
@@ -152,7 +130,7 @@ def provider_names(names: list[str], hastctl: Hastctl) -> dict[str, str]:
     so a name like `-c/tmp/x` is never read as an option); unknown names raise."""
     listed, r = hastctl.list()
     if not listed:
-        raise RoleError(f"cannot read resources from hastd: {_why(r)}", sysexits.EX_UNAVAILABLE)
+        raise RoleError(f"cannot read resources from hastd: {r.why()}", sysexits.EX_UNAVAILABLE)
     unknown = [n for n in names if n not in listed or listed[n].error is not None]
     if unknown:
         raise RoleError(f"hastd does not know resource {', '.join(unknown)}",
@@ -160,27 +138,21 @@ def provider_names(names: list[str], hastctl: Hastctl) -> dict[str, str]:
     return {n: listed[n].provname or n for n in names}
 
 
-def set_role(role: str, resources: list[str], hastctl: Hastctl, settings: dict[str, Any],
+def set_role(role: str, resources: list[str], hastctl: Hastctl, settings: Settings,
              log, wait: float = DEFAULT_WAIT, dry_run: bool = False,
-             out: IO[str] | None = None) -> int:
+             say: Callable[[str], None] = lambda _msg: None) -> int:
     """Change the role of resources (none: all) safely; returns a sysexits code.
 
-    Messages for the admin go to `out` (stderr by default), every step to syslog.
-    `hasthook failover` calls this with the same arguments, positionally.
+    Messages for the admin go to `say` (the command prints them on stderr), every
+    step to syslog. `hasthook failover` calls this with the same arguments.
     """
-    err = out or sys.stderr
-
-    def say(msg: str) -> None:
-        print(msg, file=err, flush=True)
-
     try:
         if role not in ROLES:
             raise RoleError(f"role must be one of {', '.join(ROLES)}, not {role!r}",
                             sysexits.EX_USAGE)
         if wait < 0:
             raise RoleError("--wait must not be negative", sysexits.EX_USAGE)
-        pidfile = settings.get("hastd_pidfile") or "/var/run/hastd.pid"
-        pid, why = hastd_pid(pidfile)
+        pid, why = hastd_pid(settings.hastd_pidfile)
         if pid is None:
             log.error(f"role {role}: hastd is not running ({why})")
             raise RoleError(f"hastd is not running ({why})", sysexits.EX_UNAVAILABLE)
@@ -193,7 +165,7 @@ def set_role(role: str, resources: list[str], hastctl: Hastctl, settings: dict[s
         return _change(role, names, hastctl, log, dry_run, say)[0]
     except RoleError as e:
         say(f"hasthook: {e}")
-        return e.code
+        return e.status
 
 
 def _change(role: str, names: list[str], hastctl: Hastctl, log, dry_run: bool,
@@ -210,7 +182,7 @@ def _change(role: str, names: list[str], hastctl: Hastctl, log, dry_run: bool,
             log.notice(f"[{name}] role set to {role}")
             done.append(name)
             continue
-        msg = f"[{name}] unable to change role to {role}: {_why(r)}"
+        msg = f"[{name}] unable to change role to {role}: {r.why()}"
         log.error(msg)
         say(f"hasthook: {msg}")
         if code == sysexits.EX_OK:
@@ -219,9 +191,9 @@ def _change(role: str, names: list[str], hastctl: Hastctl, log, dry_run: bool,
 
 
 def _primary(names: list[str], prov: dict[str, str], hastctl: Hastctl,
-             settings: dict[str, Any], log, wait: float, dry_run: bool,
+             settings: Settings, log, wait: float, dry_run: bool,
              say: Callable[[str], None]) -> int:
-    pgrep = pgrep_path(settings)
+    pgrep = settings.commands.pgrep
     # 1. Every old secondary worker must be gone before anything changes.
     pending = [n for n in names if secondary_running(n, pgrep)]
     if dry_run:
@@ -246,8 +218,7 @@ def _primary(names: list[str], prov: dict[str, str], hastctl: Hastctl,
     # 2. Exactly the named resources.
     code, done = _change("primary", names, hastctl, log, dry_run, say)
     # 3. Their GEOM providers.
-    dev_dir = settings.get("dev_dir") or "/dev/hast"
-    paths = {n: os.path.join(dev_dir, prov[n]) for n in done}
+    paths = {n: os.path.join(settings.dev_dir, prov[n]) for n in done}
     if dry_run:
         for n in done:
             say(f"dry run: would wait up to {_fmt_wait(wait)}s for {paths[n]}")

@@ -12,24 +12,23 @@ reached this node's history.
 
 from __future__ import annotations
 
-import calendar
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import sysexits
+from ..config.settings import Settings
+from ..errors import HasthookError
 from ..event import RESOLVES, SEVERITY
 from ..hast import Hastctl, humanize
-from ..units import format_duration
+from ..record import Record, fresh
+from ..units import format_duration, iso
 from .role import hastd_pid
 
 
-class StatusError(Exception):
-    """No status to show (hastd unreachable); carries the sysexits code."""
+class StatusError(HasthookError):
+    """No status to show (hastd unreachable)."""
 
-    def __init__(self, message: str, code: int = sysexits.EX_UNAVAILABLE):
-        super().__init__(message)
-        self.code = code
+    status = sysexits.EX_UNAVAILABLE
 
 
 def alert_resolvers() -> dict[str, tuple[str, ...]]:
@@ -39,8 +38,7 @@ def alert_resolvers() -> dict[str, tuple[str, ...]]:
             for kind in SEVERITY}
 
 
-@dataclass
-class ResourceStatus:
+class ResourceStatus(Record):
     name: str
     role: str | None = None
     status: str | None = None
@@ -51,11 +49,10 @@ class ResourceStatus:
     provname: str | None = None
     error: int | None = None
     last_event: dict[str, Any] | None = None
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = fresh(list)
 
 
-@dataclass
-class Report:
+class Report(Record):
     resources: list[ResourceStatus]
     alerts: list[dict[str, Any]]
     silences: list[dict[str, Any]]
@@ -70,16 +67,14 @@ class Report:
         return 1 if self.problems else 0
 
 
-def gather(hastctl: Hastctl, store, settings: dict[str, Any],
+def gather(hastctl: Hastctl, store, settings: Settings,
            now: float | None = None) -> Report:
     """Ask hastd and the history; raise StatusError when hastd cannot be asked."""
     now = time.time() if now is None else now
     listed, r = hastctl.list()
-    pid, why_not = hastd_pid(settings.get("hastd_pidfile") or "/var/run/hastd.pid")
+    pid, why_not = hastd_pid(settings.hastd_pidfile)
     if not listed and not r.ok:
-        text = (r.stderr.strip() or r.stdout.strip())
-        detail = text.splitlines()[-1] if text else (
-            "could not run" if r.rc is None else f"exit status {r.rc}")
+        detail = r.last_line() if r.rc is not None and r.last_line() else r.why()
         hint = f"; hastd is not running ({why_not})" if pid is None else ""
         raise StatusError(f"cannot read resource state from hastd: {detail}{hint}")
     alerts = store.unresolved_alerts(alert_resolvers())
@@ -103,26 +98,32 @@ def gather(hastctl: Hastctl, store, settings: dict[str, Any],
         if split and res.status != "complete":
             a = split[0]
             st.problems.append(f"{name} is split-brained ({a['count']} split-brain "
-                               f"events since {a['first']}, none resolved)")
+                               f"events since {iso(a['first'])}, none resolved)")
         resources.append(st)
     return Report(resources, alerts, silences, pid)
 
 
 def to_json(report: Report) -> dict[str, Any]:
+    """The report as JSON: times as ISO-8601 UTC."""
+    resources = []
+    for r in report.resources:
+        d = r.as_dict()
+        if d["last_event"]:
+            d["last_event"] = {**d["last_event"], "time": iso(d["last_event"]["time"])}
+        resources.append(d)
     return {
         "ok": report.code == 0,
         "hastd_pid": report.hastd_pid,
         "problems": report.problems,
-        "resources": [asdict(r) for r in report.resources],
-        "alerts": report.alerts,
-        "silences": report.silences,
+        "resources": resources,
+        "alerts": [{**a, "first": iso(a["first"]), "last": iso(a["last"])}
+                   for a in report.alerts],
+        "silences": [{**s, "ends": iso(s["ends"]), "created": iso(s["created"])}
+                     for s in report.silences],
     }
 
 
-def _ago(iso_time: str | None, now: float) -> str:
-    if not iso_time:
-        return ""
-    t = calendar.timegm(time.strptime(iso_time[:19], "%Y-%m-%dT%H:%M:%S"))
+def _ago(t: float, now: float) -> str:
     return f"{format_duration(max(0.0, now - t))} ago"
 
 
@@ -138,7 +139,7 @@ def render(report: Report, now: float | None = None) -> str:
             what = e["event"]
             if what == "role" and e.get("new_role"):
                 what = f"role {e['old_role']}->{e['new_role']}"
-            last = f"{what} {e['time']} ({_ago(e['time'], now)})"
+            last = f"{what} {iso(e['time'])} ({_ago(e['time'], now)})"
         rows.append((r.name, r.role or "-", r.status or "-",
                      r.dirty_human or "-", r.remoteaddr or "-", r.replication or "-", last))
     lines = []
@@ -153,14 +154,16 @@ def render(report: Report, now: float | None = None) -> str:
     if report.alerts:
         lines.append("Unresolved alerts:")
         for a in report.alerts:
-            times = a["first"] if a["count"] == 1 else f"{a['count']}x, {a['first']} .. {a['last']}"
+            first, last_ = iso(a["first"]), iso(a["last"])
+            times = first if a["count"] == 1 else f"{a['count']}x, {first} .. {last_}"
             lines.append(f"  {a['severity']:<8}  {a['resource']}  {a['event']}  ({times})")
     else:
         lines.append("Unresolved alerts: none")
     if report.silences:
         lines.append("Active silences:")
         for s in report.silences:
-            what = " ".join(f"{k}={v}" for k, v in s.items() if v is not None)
+            shown = {**s, "ends": iso(s["ends"]), "created": iso(s["created"])}
+            what = " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
             lines.append(f"  {what}")
     else:
         lines.append("Active silences: none")

@@ -3,8 +3,8 @@
 A fleet of HAST pairs wants one place that groups, deduplicates and routes
 alerts across hosts; Prometheus Alertmanager is that place, so hasthook feeds
 it rather than growing a server. Rows for an Alertmanager channel take the
-same outbox, grouping and retry as apprise rows: deliver.py asks
-`deliver.channel_targets` for a channel's targets and this module supplies
+same outbox, grouping and retry as apprise rows: the outbox asks
+`outbox.channel_targets` for a channel's targets and this module supplies
 the one target of an Alertmanager channel, whose `compose` turns a group of
 rows into alerts and whose `send` POSTs them to `/api/v2/alerts`.
 
@@ -20,7 +20,7 @@ active for as long as it lasts.
 What is sent is the database's state at send time, not the row's state at
 queue time: an alert queued during an outage whose resolution is also queued
 goes out already ended, never active for `ttl` after its end. Everything sent
-to Alertmanager goes under deliver.py's delivery lock, so sends reach it in
+to Alertmanager goes under the delivery lock (channel.lock), so sends reach it in
 the order the database changed (Alertmanager merges by arrival).
 
 HA cluster: the members share silences and the notification log, not
@@ -36,17 +36,19 @@ import base64
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .event import RESOLVES
-from .store import iso
-from .units import parse_duration
+from .. import redact
+from ..config.schema import check_url
+from ..event import RESOLVES
+from ..record import Record, fresh
+from ..rules import INTERNAL_RULE
+from ..units import iso, parse_duration
+from .channel import lock, send_all
 
 API_PATH = "/api/v2/alerts"
 DEFAULT_TTL = 300.0
-INTERNAL_RULE = "hasthook"  # the rule name of hasthook's own alerts (actions.alert)
 
 # Each condition -> the events that end it: event.RESOLVES turned around, and
 # connect ends a split-brain too. hastd refuses the connection while split, and
@@ -73,22 +75,6 @@ ALERTNAMES = {
 def is_channel(spec: Any) -> bool:
     """Is this channel spec an Alertmanager cluster (not apprise URLs)?"""
     return isinstance(spec, dict) and "alertmanager" in spec
-
-
-def check_url(url: str) -> None:
-    """Raise ValueError unless `url` is an http(s) URL of an Alertmanager."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http:// or https:// URL: {shown(url)!r}")
-
-
-def shown(url: str) -> str:
-    """The URL with its password hidden, as logs and `delivered` name it."""
-    p = urlsplit(url)
-    if p.password is None:
-        return url
-    netloc = f"{p.username}:****@{p.hostname}" + (f":{p.port}" if p.port else "")
-    return urlunsplit(p._replace(netloc=netloc))
 
 
 def alertname(event: str | None, rule: str | None = None, kind: str = "alert") -> str:
@@ -186,13 +172,10 @@ def post(url: str, payload: list[dict[str, Any]], timeout: float) -> str | None:
         why = f"HTTP {e.code}" + (f": {detail}" if detail else "")
     except (urllib.error.URLError, OSError, ValueError) as e:
         why = str(getattr(e, "reason", None) or e)
-    from .deliver import redact
-
-    return redact(why, [(url, shown(url))])[:500]
+    return redact.text(why, [(url, redact.url(url))])[:500]
 
 
-@dataclass
-class _Member:
+class _Member(Record):
     """One URL of the cluster, in the shape deliver.send_all takes."""
 
     key: str
@@ -205,25 +188,22 @@ class _Member:
 def post_all(urls: list[str], payload: list[dict[str, Any]],
              timeout: float) -> dict[str, str | None]:
     """POST to every member at once; {shown URL: None or why it failed}."""
-    from .deliver import send_all
-
-    return send_all([(_Member(shown(u), u), payload) for u in urls], timeout)
+    return send_all([(_Member(redact.url(u), u), payload) for u in urls], timeout)
 
 
-@dataclass
-class Target:
-    """An Alertmanager channel as deliver.py sends it: one target for the whole cluster."""
+class Target(Record):
+    """An Alertmanager channel as the outbox sends it: one target for the whole cluster."""
 
     channel: str
     urls: list[str]
     cluster: str | None = None
     ttl: float = DEFAULT_TTL
     store: Any = None  # hasthook.store.Store; None: no conditions (a test message)
-    key: str = ""
-    failures: dict[str, str] = field(default_factory=dict)  # members that missed the last send
+    failures: dict[str, str] = fresh(dict)  # members that missed the last send
 
-    def __post_init__(self) -> None:
-        self.key = "alertmanager " + ", ".join(shown(u) for u in self.urls)
+    @property
+    def key(self) -> str:
+        return "alertmanager " + ", ".join(redact.url(u) for u in self.urls)
 
     def compose(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The group's alerts, from the database as it is now (under the delivery lock)."""
@@ -246,8 +226,7 @@ class Target:
         return "; ".join(f"{k}: {v}" for k, v in self.failures.items())
 
 
-def target(name: str, spec: dict[str, Any], settings: dict[str, Any],
-           store: Any = None) -> Target:
+def target(name: str, spec: dict[str, Any], settings: Any, store: Any = None) -> Target:
     """The channel's target; ValueError names what is wrong with its config."""
     urls = spec.get("alertmanager")
     urls = [urls] if isinstance(urls, str) else [str(u) for u in urls or ()]
@@ -255,7 +234,7 @@ def target(name: str, spec: dict[str, Any], settings: dict[str, Any],
         raise ValueError("has no Alertmanager URL")
     for u in urls:
         check_url(u)
-    return Target(name, urls, settings.get("cluster"),
+    return Target(name, urls, settings.cluster,
                   parse_duration(spec.get("ttl", DEFAULT_TTL)), store)
 
 
@@ -268,15 +247,13 @@ def refresh(store: Any, cfg: Any, log: Any, timeout: float | None = None) -> dic
     process holds it, this run skips (the next one refreshes).
     Returns {"sent": alerts sent, "failed": [channels no member took], "busy": bool}.
     """
-    from .deliver import Policy, lock, unlock
-
     out: dict[str, Any] = {"sent": 0, "failed": [], "busy": False}
     chans = {n: s for n, s in cfg.channels.items() if is_channel(s)}
     if not chans:
         return out
-    timeout = timeout or Policy.from_settings(cfg.settings).send_timeout
-    fd = lock(store.state_dir)
-    if fd is None:
+    timeout = timeout or cfg.settings.send_timeout
+    held = lock(store.state_dir)
+    if held is None:
         out["busy"] = True
         return out
     try:
@@ -302,5 +279,5 @@ def refresh(store: Any, cfg: Any, log: Any, timeout: float | None = None) -> dic
             else:
                 out["failed"].append(name)
     finally:
-        unlock(fd)
+        held.close()
     return out

@@ -17,10 +17,13 @@ import json
 import os
 import re
 import socket
-import stat
 import time
 
-from .record import Record, fresh
+from .. import sysexits
+from ..errors import ConfigError
+from ..record import Record, fresh
+from .problem import Problem
+from .settings import Settings
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
@@ -29,70 +32,22 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/etc/hasthook/rules.yaml"
 ENV_VAR = "HASTHOOK_CONFIG"
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "hostname": None,
-    "hastctl": "/sbin/hastctl",
-    "hastctl_timeout": "5s",
-    "state_dir": "/var/db/hasthook",
-    "syslog": {"facility": "daemon", "tag": "hasthook", "socket": None},
-    "retention": "30d",
-    "hook_timeout": "45s",
-    # Notifications (hasthook/deliver.py): a burst within group_wait is one
-    # message; each send is cut at send_timeout; unsent after max_age is dead.
-    "group_wait": "2s",
-    "send_timeout": "15s",
-    "max_age": "24h",
-    # `hasthook role` refuses to act unless this pid file names a live process.
-    "hastd_pidfile": "/var/run/hastd.pid",
-    "dev_dir": "/dev/hast",           # where /dev/hast/PROVNAME appears on a primary
-    # Programs `hasthook failover` runs; tests point them at recording stand-ins.
-    "commands": {"fsck": "/sbin/fsck", "mount": "/sbin/mount", "umount": "/sbin/umount",
-                 "zpool": "/sbin/zpool", "service": "/usr/sbin/service",
-                 "pgrep": "/bin/pgrep"},  # FreeBSD's path; Debian has it there too
-    "failover_step_timeout": "10m",
-}
-
-
 LKG_NAME = "config.lkg.json"
-# hasthook-exec waits for `hastctl list` at most hook_timeout / HASTCTL_SHARE, whatever
-# hastctl_timeout says: the rest of the box records the event and acts on it.
-HASTCTL_SHARE = 3  # a third
-
-
-class Problem(Record, frozen=True):
-    """One finding in a config file, printed as `FILE:LINE:COL: path: message`."""
-
-    file: str
-    line: int
-    col: int
-    path: str
-    message: str
-    warning: bool = False
-
-    def __str__(self) -> str:
-        kind = "warning: " if self.warning else ""
-        return f"{self.file}:{self.line}:{self.col}: {kind}{self.path}: {self.message}"
-
-
-class ConfigError(Exception):
-    """The config file cannot be used; the message names the file and, when known, the line."""
-
-    def __init__(self, message: str, problems: list[Problem] | None = None):
-        super().__init__(message)
-        self.problems = problems or []
 
 
 class Config(Record):
+    """A rules file as hasthook uses it: its data, its typed settings, where it came from."""
+
     path: str | None
     data: dict[str, Any] = fresh(dict)
-    settings: dict[str, Any] = fresh(dict)
+    settings: Settings = fresh(Settings)
     # "file" (just validated), "cache" (unchanged since validated), "last-good"
     # (the file is broken; this is the copy that last passed), or "defaults".
     origin: str = "file"
 
     @property
     def hostname(self) -> str:
-        return self.settings.get("hostname") or socket.gethostname().split(".")[0]
+        return self.settings.hostname or socket.gethostname().split(".")[0]
 
     @property
     def rules(self) -> list[dict[str, Any]]:
@@ -113,10 +68,8 @@ class Config(Record):
     @property
     def alert_channels(self) -> list[str]:
         """Where hasthook's own alerts go: settings.alert_channels, else every channel."""
-        chans = self.settings.get("alert_channels")
-        if chans is None:
-            return list(self.channels)
-        return [chans] if isinstance(chans, str) else list(chans)
+        chans = self.settings.alert_channels
+        return list(self.channels) if chans is None else list(chans)
 
     def unsafe_reason(self) -> str | None:
         """Why commands from this file must not run as root, as cron and sudo judge it.
@@ -124,19 +77,9 @@ class Config(Record):
         The file and its directory must be owned by root (or by us) and not
         writable by group or other; else anyone who can edit them runs code as root.
         """
-        if not self.path:
-            return None
-        trusted = {0, os.geteuid()}
-        for p in (self.path, os.path.dirname(os.path.abspath(self.path))):
-            try:
-                st = os.stat(p)
-            except OSError as e:
-                return f"{p}: {e.strerror}"
-            if st.st_uid not in trusted:
-                return f"{p} is owned by uid {st.st_uid}, not root"
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return f"{p} is writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
-        return None
+        from .. import trust
+
+        return trust.problem(self.path) if self.path else None
 
 
 def find(explicit: str | None = None) -> tuple[str | None, bool]:
@@ -149,19 +92,10 @@ def find(explicit: str | None = None) -> tuple[str | None, bool]:
     return DEFAULT_PATH, False
 
 
-def merge_settings(user: dict[str, Any] | None) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SETTINGS.items()}
-    for k, v in (user or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **v}
-        else:
-            out[k] = v
-    return out
-
-
 def from_data(data: dict[str, Any] | None, path: str | None = None) -> Config:
+    """A Config from parsed (and validated) data."""
     data = dict(data or {})
-    return Config(path, data, merge_settings(data.get("settings")))
+    return Config(path, data, Settings.from_dict(data.get("settings")))
 
 
 # A rules file is kilobytes. These bound what a typo or a hostile file can cost the
@@ -244,10 +178,10 @@ def load(explicit: str | None = None) -> Config:
             text = f.read()
     except FileNotFoundError:
         if named:
-            raise ConfigError(f"{path}: no such file") from None
+            raise ConfigError(f"{path}: no such file", status=sysexits.EX_NOINPUT) from None
         return from_data({}, None)
     except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}") from None
+        raise ConfigError(f"{path}: {e.strerror}", status=sysexits.EX_NOINPUT) from None
     data, problems = parse_and_validate(text, path)
     if any(not p.warning for p in problems):
         raise _error(problems)
@@ -263,7 +197,7 @@ def _state_dir_hint(text: str) -> str:
     """Where the cache should be, read without parsing YAML (only a hint: verified by hash)."""
     m = _STATE_DIR_LINE.search(text) or re.search(
         r"""[{,]\s*state_dir\s*:\s*["']?([^"'\s,}#]+)""", text)
-    return m.group(1) if m else DEFAULT_SETTINGS["state_dir"]
+    return m.group(1) if m else Settings.state_dir
 
 
 def read_last_good(state_dir: str) -> dict[str, Any] | None:
@@ -300,7 +234,7 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
     except OSError as e:
         if not named and isinstance(e, FileNotFoundError):
             return from_data({}, None), None
-        return _fallback(path, DEFAULT_SETTINGS["state_dir"], None,
+        return _fallback(path, Settings.state_dir, None,
                          f"{path}: {e.strerror}")
     # The cache is keyed by the file's exact text (any bytes, kept by surrogateescape):
     # comparing a few KB costs nothing, where hashlib costs loading OpenSSL.
@@ -322,7 +256,7 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
         return _fallback(path, state_dir, saved, str(e), data.get("settings"))
     cfg = from_data(data, path)
     try:
-        save_last_good(cfg.settings["state_dir"], source, exact, data)
+        save_last_good(cfg.settings.state_dir, source, exact, data)
     except OSError:
         pass  # still valid; the next run validates again
     return cfg, None

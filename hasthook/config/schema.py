@@ -18,8 +18,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .config import DEFAULT_SETTINGS, HASTCTL_SHARE, Problem
-from .units import format_duration, parse_duration, parse_size
+from ..units import format_duration, parse_duration, parse_size
+from .problem import Problem
+from .settings import HASTCTL_SHARE, Settings
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "schema.json")
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
@@ -41,7 +42,7 @@ def schema() -> dict[str, Any]:
 def _validator() -> Any:
     import jsonschema
 
-    from . import render
+    from .. import render
 
     fc = jsonschema.FormatChecker(formats=())
 
@@ -64,13 +65,22 @@ def _validator() -> Any:
             except re.error as e:
                 raise ValueError(f"bad regular expression {value[3:]!r}: {e}") from None
 
-    from .alertmanager import check_url
-
     for name, fn in (("duration", parse_duration), ("size", parse_size),
                      ("template", template), ("pattern", pattern),
                      ("alertmanager_url", check_url)):
         fc.checks(name, raises=ValueError)(strings_only(fn))
     return jsonschema.Draft202012Validator(schema(), format_checker=fc)
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError unless `url` is an http(s) URL (an Alertmanager's)."""
+    from urllib.parse import urlsplit
+
+    from .. import redact
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http:// or https:// URL: {redact.url(url)!r}")
 
 
 # One finding before it has a line: (JSON path, message, points at the key?, warning?)
@@ -250,7 +260,7 @@ def _hastctl_timeout(settings: Any) -> Iterator[Finding]:
         return
     try:
         ctl = parse_duration(settings["hastctl_timeout"])
-        box = parse_duration(settings.get("hook_timeout", DEFAULT_SETTINGS["hook_timeout"]))
+        box = parse_duration(settings.get("hook_timeout", Settings.hook_timeout))
     except (TypeError, ValueError):
         return  # the schema reports it
     cut = box / HASTCTL_SHARE
@@ -336,9 +346,9 @@ def file_warnings(path: str, data: dict[str, Any], text: str | None) -> list[Pro
         if secret is not None:
             findings.append((secret, f"this URL holds credentials and {path} is readable by "
                              f"group/other (mode {mode:04o}); chmod 600 {path}", False, True))
-    from .config import from_data
+    from .. import trust
 
-    why = from_data(data, path).unsafe_reason()
+    why = trust.problem(path)
     if why and _runs_commands(data):
         findings.append(([], f"command actions and recovery pre-steps will be refused: {why}",
                          False, True))

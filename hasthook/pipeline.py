@@ -1,0 +1,366 @@
+"""THE event path: record -> evaluate the rules -> run the jobs -> store the outcome -> deliver.
+
+Every event takes it, whoever made it: hastd's (through hasthook-exec), a
+recovery's report, a failover step, `hasthook test` (the same code with
+dry_run: nothing written, sent or run). One event, one transaction: the
+event, the rules' throttle and repeat state and the messages it queues commit
+together, before any action does I/O; jobs run after the commit.
+
+    p = Pipeline(cfg, store, log)
+    p.publish(event)              # record, evaluate, run its jobs now
+    p.publish(event, later=True)  # ... run them at flush(): after a recovery
+    p.deliver()                   # send what is due
+
+A synthetic event may bring a Report: text to tell the given channels unless
+a matching rule already told them, and alert_channels when the event is
+critical and nothing else told anyone (a stopped failover, a failed recovery
+is never only a syslog line).
+"""
+
+from __future__ import annotations
+
+from . import actions
+from .actions import Report
+from .errors import TimeBox
+from .event import SEVERITY_RANK, Event
+from .record import Record, fresh
+from .store import savepoint
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+    from typing import Any
+
+    from .config import Config
+    from .log import Levels
+    from .rules import Match
+    from .store import Store
+
+# Seconds of the time box kept for spooling when the database is locked.
+SPOOL_MARGIN = 5.0
+CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
+
+
+class Handled(Record):
+    """One event through the pipeline: what matched, what was held back, what ran."""
+
+    event: Event
+    event_id: int | None
+    matches: list[Match] = fresh(list)
+    matched: list[str] = fresh(list)    # rule names, as the history records them
+    held: list[dict[str, Any]] = fresh(list)
+    jobs: list[actions.Job] = fresh(list)
+    outcomes: list[dict[str, Any]] = fresh(list)
+
+
+def counts_toward_state(m: Match, silence: dict[str, Any] | None) -> bool:
+    """Does this event count toward the rule's throttle and repeat_interval? Not when a
+    silence leaves the rule only actions with guards of their own (recover): the first
+    event after the silence is then told at once."""
+    from . import silences
+
+    if not m.stateful:
+        return False
+    acts = silences.unmuted(m.actions) if silence else m.actions
+    return not (silence and all(actions.own_guards(n) for n, _ in acts))
+
+
+class Pipeline:
+    """The path of events through one config, store and log.
+
+    `hastctl` makes the Hastctl actions use (default: the config's); a dry run
+    reads the store (open it read-only) and writes, sends and runs nothing.
+    """
+
+    def __init__(self, cfg: Config, store: Store, log: Levels, *, dry_run: bool = False,
+                 hastctl: Callable[[], Any] | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.log = log
+        self.dry_run = dry_run
+        self.hastctl = hastctl or (actions.no_hastctl if dry_run else self._hastctl)
+        self.pending: list[Handled] = []
+
+    def _hastctl(self) -> Any:
+        from .hast import Hastctl
+
+        return Hastctl.from_settings(self.cfg.settings)
+
+    # -- one event ------------------------------------------------------------------
+
+    def evaluate(self, ev: Event, event_id: int | None, db: sqlite3.Connection, *,
+                 config_error: str | None = None, db_notice: str | None = None,
+                 report: Report | None = None) -> Handled:
+        """Inside the event's transaction: match the rules, apply silences, throttle and
+        repeat state, and let each action prepare. A bug here costs the rules, never
+        the event: it is logged and the event is committed without actions."""
+        from . import rules, silences
+        from .actions.notify import prepare_resolved
+
+        h = Handled(ev, event_id)
+        after: list[actions.Job] = []
+        try:
+            with savepoint(db, "rules"):
+                if not self.dry_run:
+                    self._config_alert(ev, event_id, db, config_error, after)
+                    if db_notice:  # this run moved a damaged database aside: say so
+                        actions.alert(self.context(ev, event_id, after=after), db,
+                                      f"hasthook on {ev.host}: database damaged", db_notice)
+                    self.store.resolve(db, ev)
+                    # "resolved" messages this event owes (send_resolved)
+                    prepare_resolved(self.context(ev, event_id), db)
+                # A silence mutes notify only; a silenced rule with nothing else to do
+                # leaves its throttle and repeat state alone, so the first event after it
+                # is told.
+                silence = silences.silencing(ev, self.store.active_silences(ev.time, db))
+                if silence:
+                    h.held.append(silences.held(silence))
+                    self.log.info(f"[{ev.resource}] {ev.event} silenced by silence "
+                                  f"{silence['id']}: recorded, not notified")
+                for m in rules.match(ev, self.cfg.rules):
+                    h.matches.append(m)
+                    h.matched.append(m.name)
+                    h.jobs += self._rule(ev, event_id, db, m, silence, h.held, after)
+                if report is not None:
+                    self._report(ev, event_id, db, report, h, after)
+        except Exception as e:  # noqa: BLE001
+            self.log.crit(f"[{ev.resource}] rules failed on {ev.event}: {type(e).__name__}: "
+                          f"{e}; event recorded, no action taken")
+            h.jobs, h.held, after = [], [], []
+        h.jobs = after + h.jobs
+        return h
+
+    def _rule(self, ev: Event, event_id: int | None, db: sqlite3.Connection, m: Match,
+              silence: dict[str, Any] | None, held: list[dict[str, Any]],
+              after: list[actions.Job]) -> list[actions.Job]:
+        """The jobs one matching rule makes, after its silence, throttle and repeat."""
+        from . import rules, silences
+
+        acts = silences.unmuted(m.actions) if silence else m.actions
+        suppressed = 0
+        if counts_toward_state(m, silence):
+            key = rules.key_of(m.rule, ev)
+            d = rules.decide(m.rule, self.store.rule_state(db, m.name, key), ev.time)
+            if not self.dry_run:
+                self.store.save_rule_state(db, m.name, key, d.state, ev)
+            if not d.fire:
+                held.append({"rule": m.name, "by": d.reason, "count": d.state.suppressed})
+                self.log.info(f"[{ev.resource}] {ev.event} suppressed by rule {m.name!r} "
+                              f"({d.reason}; {d.state.suppressed} since it last acted)")
+                # The throttle holds back messages; an action with guards of its own
+                # (recover: cooldown, max_attempts) still gets every event.
+                acts = tuple((n, p) for n, p in m.actions if actions.own_guards(n))
+            else:
+                suppressed = d.suppressed
+        ctx = self.context(ev, event_id, m, suppressed, after)
+        return [actions.prepare(name, params, ctx, db) for name, params in acts]
+
+    def _report(self, ev: Event, event_id: int | None, db: sqlite3.Connection,
+                report: Report, h: Handled, after: list[actions.Job]) -> None:
+        """The Report's message: to its channels no rule took, else alert_channels when
+        the event is critical and nobody was told."""
+        taken = {c for j in h.jobs if j.name == "notify" and isinstance(j.params, dict)
+                 for c in j.params.get("channels") or ()}
+        rest = [c for c in report.channels if c not in taken]
+        if not rest and not taken and ev.severity == "critical":
+            rest = self.cfg.alert_channels
+        if not rest:
+            return
+        ctx = self.context(ev, event_id, rule=report.rule, after=after)
+        literal = [t.replace("{", "{{").replace("}", "}}") for t in (report.title, report.body)]
+        h.jobs.append(actions.prepare("notify", {"channels": rest, "title": literal[0],
+                                                 "body": literal[1],
+                                                 "internal": report.rule is None}, ctx, db))
+        h.matched.append(report.rule or "(alert_channels)")
+
+    def _config_alert(self, ev: Event, event_id: int | None, db: sqlite3.Connection,
+                      config_error: str | None, after: list[actions.Job]) -> None:
+        """A broken config is alerted through the config in use, at most hourly per error."""
+        from . import rules
+
+        name = CONFIG_ERROR_RULE["name"]
+        if not config_error:
+            if self.cfg.origin == "file":  # just validated after a change: alert anew
+                self.store.resolve_rule(db, name)
+            return
+        key = config_error.split(" (and ")[0]
+        d = rules.decide(CONFIG_ERROR_RULE, self.store.rule_state(db, name, key), ev.time)
+        self.store.save_rule_state(db, name, key, d.state, ev)
+        if d.fire:
+            using = ("the last good copy" if self.cfg.origin == "last-good"
+                     else "the built-in defaults (no good copy yet)")
+            actions.alert(self.context(ev, event_id, after=after), db,
+                          f"hasthook on {ev.host}: config error in {self.cfg.path}",
+                          f"{config_error}\nhasthook-exec runs on {using}; every event is "
+                          "still recorded. Fix the file and run `hasthook check`.")
+
+    def context(self, ev: Event, event_id: int | None, m: Match | None = None,
+                suppressed: int = 0, after: list[actions.Job] | None = None,
+                rule: str | None = None) -> actions.Context:
+        """What an action acting on this event knows."""
+        return actions.Context(
+            ev, event_id, m.name if m else rule, self.cfg, self.store, self.log,
+            self.hastctl, ev.time, dry_run=self.dry_run, rule_config=m.rule if m else {},
+            suppressed=suppressed, after=after if after is not None else [], pipeline=self)
+
+    def record(self, ev: Event, *, report: Report | None = None,
+               config_error: str | None = None, db_notice: str | None = None) -> Handled:
+        """Record the event and evaluate it, in one transaction; its jobs are not run yet."""
+        with self.store.transaction() as db:
+            event_id = self.store.record(ev, db)
+            return self.evaluate(ev, event_id, db, config_error=config_error,
+                                 db_notice=db_notice, report=report)
+
+    def run(self, h: Handled) -> Handled:
+        """Run the jobs (after the commit) and store what came of them."""
+        h.outcomes = [job.run() for job in h.jobs]
+        if (h.matched or h.held or h.outcomes) and h.event_id is not None and not self.dry_run:
+            try:
+                self.store.set_outcome(h.event_id, h.matched,
+                                       {"actions": h.outcomes, "suppressed": h.held})
+            except Exception as e:  # noqa: BLE001 - the event and the actions are done
+                self.log.error(f"[{h.event.resource}] cannot record the outcome of event "
+                               f"{h.event_id}: {e}")
+        return h
+
+    def publish(self, ev: Event, report: Report | None = None, later: bool = False) -> int:
+        """Record a synthetic event and route it like hastd's; its id.
+
+        `later`: run its jobs at flush(), e.g. after a recovery, so no network I/O
+        happens while HAST is being changed.
+        """
+        h = self.record(ev, report=report)
+        if later:
+            self.pending.append(h)
+        else:
+            self.run(h)
+        assert h.event_id is not None
+        return h.event_id
+
+    def flush(self) -> None:
+        """Run the jobs publish(later=True) left."""
+        while self.pending:
+            self.run(self.pending.pop(0))
+
+    def test(self, ev: Event) -> Handled:
+        """The dry run: evaluate against what the store holds now; jobs describe."""
+        assert self.dry_run
+        return self.run(self.evaluate(ev, None, self.store.db))
+
+    # -- what goes on around events -------------------------------------------------
+
+    def deliver(self) -> None:
+        """Send what is due, this run's messages and any left by other runs, within the
+        time box; what cannot go now stays queued for the next run or `hasthook flush`."""
+        try:
+            if self.store.outbox_due() == (None, None, None):
+                return  # nothing queued: most events; skip importing the deliverer
+            from .delivery.outbox import drain
+
+            drain(self.store, self.cfg, self.log)
+        except TimeBox:
+            raise
+        except Exception as e:  # noqa: BLE001 - the messages wait in the outbox
+            self.log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
+
+    def take_spool(self) -> int:
+        """Take spooled events in; one alert names them (no rule acts on a late event)."""
+        from . import spool
+
+        taken: list[tuple[int, Event]] = []
+        try:
+            spool.take(self.store, self.cfg.settings.state_dir, self.log, taken)
+        finally:
+            self._tell_late(taken)
+        return len(taken)
+
+    def _tell_late(self, taken: list[tuple[int, Event]]) -> None:
+        """One hasthook alert naming the events that went in late.
+
+        Their rules did not act (a late recovery or command could do harm; a late
+        message could mislead), so the admin is told what happened meanwhile.
+        """
+        from .units import iso
+
+        if not taken:
+            return
+        event_id, worst = max(taken, key=lambda t: SEVERITY_RANK.get(t[1].severity, 0))
+        lines = [f"  {iso(ev.time)}  {ev.event} {ev.resource} on {ev.host} ({ev.severity})"
+                 for _, ev in taken]
+        try:
+            with self.store.transaction() as db:
+                ctx = self.context(worst, event_id, rule="(late-events)")
+                actions.alert(
+                    ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded late, "
+                    "rules not applied",
+                    "The database could not take these events when they happened (locked, "
+                    "unwritable or damaged); they were spooled and are in the history now:\n"
+                    + "\n".join(lines) + "\nNo rule acted on them: nothing was notified, "
+                    "recovered or run for them. Check `hasthook status` and `hasthook history`.")
+        except Exception as e:  # noqa: BLE001 - the events are in; only the alert is not
+            self.log.crit(f"{len(taken)} spooled events are in the history, but the alert "
+                          f"saying so cannot be queued: {type(e).__name__}: {e}")
+
+
+def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | None = None
+         ) -> int:
+    """hastd's event through the pipeline, durably: recorded (or spooled when the database
+    cannot take it), evaluated, acted on, delivered. Returns the exit status."""
+    from . import spool, sysexits
+    from .store import Store, damaged
+
+    # A locked database is waited for as long as the time box allows, less the time to
+    # spool: a spooled event is recorded later, but no rule ever acts on it.
+    store = Store(cfg.settings.state_dir, busy_timeout=max(1.0, box - SPOOL_MARGIN))
+    p = Pipeline(cfg, store, log)
+    # What evaluate() uses, imported before the write lock is taken: importing inside
+    # the transaction held the lock ten times longer (35 ms, not 3), and in a burst of
+    # 200 hooks some waited past the busy timeout and were spooled, not acted on.
+    from . import rules, silences  # noqa: F401
+    from .actions import notify  # noqa: F401
+
+    notice = None
+    for attempt in (1, 2):
+        try:
+            if ev.event == "role" and attempt == 1:  # caused by our own recovery?
+                from .tools.recover import mark_cause
+
+                mark_cause(ev, store)  # inside: the time box may strike while it waits
+            try:
+                p.take_spool()
+            except Exception as e:  # noqa: BLE001 - the spool waits; this event must not
+                log.error(f"cannot take the spool in yet: {type(e).__name__}: {e}")
+            h = p.record(ev, config_error=config_error, db_notice=notice)
+            break
+        except (Exception, TimeBox) as e:  # the database is gone, locked, damaged, or slow
+            if attempt == 1 and damaged(e):
+                notice = _set_aside(store, e, log)
+                continue  # a new database (this run's or another's), or spool below
+            saved = spool.write(ev, cfg.settings.state_dir)
+            log.crit(f"[{ev.resource}] cannot record {ev.event} in {store.path}: "
+                     f"{type(e).__name__}: {e}; "
+                     + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
+            return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
+    p.run(h)
+    p.deliver()
+    store.close()
+    return sysexits.EX_OK
+
+
+def _set_aside(store: Store, error: BaseException, log: Levels) -> str | None:
+    """A damaged database would send every event to the spool and silence every rule:
+    move it aside (kept for the admin) and start a new one. Returns the alert text."""
+    try:
+        aside = store.set_aside()
+    except Exception as e:  # noqa: BLE001 - then the event is spooled
+        log.error(f"cannot move the damaged database {store.path} aside: {e}")
+        return None
+    if aside is None:
+        return None  # another hook has replaced it already
+    text = (f"The database {store.path} was damaged ({error}). It was moved to {aside} and a "
+            f"new one started, so events are recorded and rules act again. Its history and "
+            f"any messages still queued in it stay there: `sqlite3 {aside} .recover` may "
+            "save them.")
+    log.crit(text)
+    return text
