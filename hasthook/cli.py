@@ -17,7 +17,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .config import Config
     from .config.settings import Settings
+    from .hast import Hastctl
+    from .log import Log
     from .pipeline import Pipeline
+    from .store import Store
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -45,7 +48,10 @@ class App:
     def __init__(self, config_path: str | None, echo: bool = True):
         self.config_path = config_path
         self.echo = echo
-        self._cfg = self._log = self._store = self._hastctl = None
+        self._cfg: Config | None = None
+        self._log: Log | None = None
+        self._store: Store | None = None
+        self._hastctl: Hastctl | None = None
 
     @property
     def cfg(self) -> Config:

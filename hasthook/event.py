@@ -7,6 +7,10 @@ import time
 from .errors import UsageError
 from .record import Record, fresh
 
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from typing import Any
+
 ROLES = ("init", "primary", "secondary")
 EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", "split-brain")
 SEVERITIES = ("info", "warning", "critical")
@@ -45,7 +49,7 @@ class Event(Record):
     replication: str | None = None
     errors: dict[str, int] | None = None
     cause: str | None = None
-    extra: dict[str, object] = fresh(dict)
+    extra: dict[str, Any] = fresh(dict)
 
     @property
     def resolves(self) -> tuple[str, ...]:
@@ -64,7 +68,7 @@ class Event(Record):
             what = f"unknown event {self.event!r} from hastd"
         return f"[{self.resource}] {what} on {self.host}"
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         d = self.as_dict()
         d["summary"] = self.summary
         d["resolves"] = list(self.resolves)

@@ -54,7 +54,8 @@ def parse_priority(spec: str, default_facility: str = "user") -> tuple[int, int]
 class Levels:
     """Short names over `self(level, message)`, so call sites read as what they say."""
 
-    def __call__(self, level: str, message: str, **kw) -> None:
+    def __call__(self, level: str, message: str, *, facility: int | None = None,
+                 tag: str | None = None) -> None:
         raise NotImplementedError
 
     def info(self, msg: str) -> None:
@@ -112,6 +113,7 @@ class Log(Levels):
     def _send(self, data: bytes) -> bool:
         try:
             if self._sock is None:
+                assert self._path is not None
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sock.connect(self._path)
                 # A full or stuck syslogd must not hang the hook (a recovery holds

@@ -86,6 +86,8 @@ def run(argv: list[str], timeout: float | None, *, env: dict[str, str] | None = 
     except OSError as e:
         return Result(argv, None, error=e.strerror or str(e))
     killed_at = None
+    out: bytes | None
+    err: bytes | None
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -22,13 +22,25 @@ from __future__ import annotations
 _MISSING = object()
 
 
-class fresh:  # noqa: N801 - read as a default's value: `= fresh(dict)`
-    """A default made anew for each instance, as dataclasses' default_factory."""
-
+class _Fresh:
     __slots__ = ("factory",)
 
     def __init__(self, factory):
         self.factory = factory
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
+
+    def fresh(factory: Callable[[], _T]) -> _T:
+        """A default made anew for each instance, as dataclasses' default_factory."""
+        ...
+else:
+    fresh = _Fresh  # read as a default's value: `= fresh(dict)`
 
 
 class Record:
@@ -46,7 +58,7 @@ class Record:
         cls._defaults = {**cls._defaults, **{n: cls.__dict__[n] for n in own
                                                    if n in cls.__dict__}}
         cls._frozen = frozen or cls._frozen
-        cls.__hash__ = Record._hash if cls._frozen else None  # as dataclasses decides
+        cls.__hash__ = Record._hash if cls._frozen else None  # type: ignore[assignment,method-assign]
 
     def _hash(self) -> int:
         return hash(tuple(getattr(self, n) for n in self._fields))
@@ -63,7 +75,7 @@ class Record:
                 value = self._defaults.get(name, _MISSING)
                 if value is _MISSING:
                     raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
-                if isinstance(value, fresh):
+                if isinstance(value, _Fresh):
                     value = value.factory()
             values[name] = value
         if kwargs:

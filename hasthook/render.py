@@ -82,7 +82,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
 
 def fields(ev: Event, rule: str | None = None, suppressed: int = 0) -> dict[str, str]:
     """Every placeholder's text for one event; None becomes "unknown"."""
-    from .hast import humanize
+    from .units import humanize
 
     def text(v: object) -> str:
         return UNKNOWN if v is None else _CONTROL.sub("?", str(v))

@@ -261,9 +261,9 @@ class Store:
         sql = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})")
         if db is not None:
-            return db.execute(sql, row).lastrowid
+            return _rowid(db.execute(sql, row))
         with self.transaction() as tx:
-            return tx.execute(sql, row).lastrowid
+            return _rowid(tx.execute(sql, row))
 
     def recorded(self, ev: Event, db: sqlite3.Connection) -> bool:
         """Is this very event (same host, resource, kind and time) in the history already?"""
@@ -313,7 +313,8 @@ class Store:
     def history(self, resource: str | None = None, event: str | None = None,
                 since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if resource:
             where.append("resource = ?")
             args.append(resource)
@@ -396,10 +397,10 @@ class Store:
                     author: str | None, comment: str | None) -> int:
         """Insert one silence; returns its id."""
         with self.transaction() as db:
-            return db.execute(
+            return _rowid(db.execute(
                 "INSERT INTO silences (created, ends, resource, event, author, comment) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (created, ends, resource, event, author, comment)).lastrowid
+                (created, ends, resource, event, author, comment)))
 
     def silence_delete(self, silence_id: int) -> dict[str, Any] | None:
         """Remove a silence (active or expired); returns the row it was, None if unknown."""
@@ -422,9 +423,9 @@ class Store:
         if "dry_run" in cols:
             cols["dry_run"] = int(bool(cols["dry_run"]))
         with self.transaction() as db:
-            return db.execute(
+            return _rowid(db.execute(
                 f"INSERT INTO recoveries ({', '.join(cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))})", list(cols.values())).lastrowid
+                f"VALUES ({', '.join('?' * len(cols))})", list(cols.values())))
 
     def recovery_update(self, rec_id: int, **fields: Any) -> None:
         """Set columns of one recovery row (steps/expect as lists)."""
@@ -438,7 +439,8 @@ class Store:
     def recoveries(self, resource: str, since: float | None = None,
                    dry_run: bool | None = None) -> list[dict[str, Any]]:
         """A resource's recovery rows, newest first (times as epoch seconds)."""
-        sql, args = "SELECT * FROM recoveries WHERE resource = ?", [resource]
+        sql = "SELECT * FROM recoveries WHERE resource = ?"
+        args: list[Any] = [resource]
         if since is not None:
             sql += " AND (started >= ? OR finished >= ? OR finished IS NULL)"
             args += [since, since]
@@ -496,8 +498,8 @@ class Store:
         if unknown:
             raise ValueError(f"not outbox columns: {sorted(unknown)}")
         row["send_resolved"] = int(bool(row.get("send_resolved")))
-        return db.execute(f"INSERT INTO outbox ({', '.join(row)}) "
-                          f"VALUES ({', '.join('?' * len(row))})", list(row.values())).lastrowid
+        return _rowid(db.execute(f"INSERT INTO outbox ({', '.join(row)}) "
+                                 f"VALUES ({', '.join('?' * len(row))})", list(row.values())))
 
     def outbox_due(self) -> tuple[float | None, float | None, float | None]:
         """(earliest due pending row, earliest due never-tried row, earliest lease).
@@ -707,6 +709,12 @@ def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The id an INSERT gave its row."""
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def _json(value: Any) -> str | None:

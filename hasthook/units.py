@@ -58,3 +58,27 @@ def format_duration(seconds: float) -> str:
 def iso(t: float) -> str:
     """ISO-8601 UTC with milliseconds: `2026-11-25T08:02:14.123Z`."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def humanize(n: int) -> str:
+    """hastctl's `%NB`: humanize_number(3) into 5 bytes, HN_AUTOSCALE, NOSPACE, DECIMAL.
+
+    2097152 -> "2.0MB", 10737352704 -> "10GB", 0 -> "0B".
+    """
+    sign, quotient = (-1, -n) if n < 0 else (1, n)
+    baselen = 3 if n < 0 else 2
+    divisor, deccut = 1024, 973
+    maxscale = 7
+    limit = 10 ** (5 - baselen)
+    remainder, i = 0, 0
+    while (quotient >= limit or (quotient == limit - 1 and (
+            remainder >= deccut or remainder >= divisor // 2))) and i < maxscale:
+        remainder = quotient % divisor
+        quotient //= divisor
+        i += 1
+    prefix = ("", "K", "M", "G", "T", "P", "E")[i]
+    if ((quotient == 9 and remainder < deccut) or quotient < 9) and i > 0:
+        s1 = quotient + ((remainder * 10 + divisor // 2) // divisor // 10)
+        s2 = ((remainder * 10 + divisor // 2) // divisor) % 10
+        return f"{sign * s1}.{s2}{prefix}B"
+    return f"{sign * (quotient + (remainder + divisor // 2) // divisor)}{prefix}B"

@@ -3,7 +3,8 @@
 import pytest
 from samples import DUMP_SAMPLE, LIST_SAMPLE
 
-from hasthook.hast import Hastctl, ParseError, humanize, parse_dump, parse_list, parse_status
+from hasthook.hast import Hastctl, ParseError, parse_dump, parse_list, parse_status
+from hasthook.units import humanize
 
 REAL_LIST = LIST_SAMPLE.format(pid=2546)
 

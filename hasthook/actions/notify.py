@@ -81,6 +81,7 @@ def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
     """Queue the messages in the event's transaction (nothing in a dry run)."""
     if ctx.dry_run:
         return
+    assert ctx.store is not None
     for row in messages(params, ctx):
         ctx.store.outbox_add(db, **_landed(row, ctx.now))
 
@@ -124,7 +125,7 @@ def resolved_messages(ctx: Context) -> list[dict[str, Any]]:
         title, body = render.message(ev, a["rule"], kind="resolved",
                                      overrides=cfg.data.get("templates"))
         since = time.strftime("%H:%M:%S", time.localtime(a["since"]))
-        rule = next((r for r in cfg.rules if r.get("name") == a["rule"]), {})
+        rule: dict[str, Any] = next((r for r in cfg.rules if r.get("name") == a["rule"]), {})
         rows.append({
             "created": ctx.now, "event_id": ctx.event_id, "rule": a["rule"],
             "channel": a["channel"], "group_key": f"{a['rule']}|resolved", "kind": "resolved",
@@ -140,5 +141,6 @@ def prepare_resolved(ctx: Context, db: sqlite3.Connection) -> None:
     """Queue the resolved messages this event owes, in its transaction."""
     if ctx.dry_run:
         return
+    assert ctx.store is not None
     for row in resolved_messages(ctx):
         ctx.store.outbox_add(db, **_landed(row, ctx.now))

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, app) -> int:
 
 
 def _print(ev, report: dict[str, Any]) -> None:
-    from ..hast import humanize
+    from ..units import humanize
 
     roles = f" {ev.old_role} -> {ev.new_role}" if ev.event == "role" else ""
     state = ", ".join(f"{k} {v}" for k, v in (

@@ -82,7 +82,7 @@ class Config(Record):
         return trust.problem(self.path) if self.path else None
 
 
-def find(explicit: str | None = None) -> tuple[str | None, bool]:
+def find(explicit: str | None = None) -> tuple[str, bool]:
     """Which file to read, and whether the admin named it (so its absence is an error)."""
     if explicit:
         return explicit, True

@@ -154,8 +154,9 @@ def post(url: str, payload: list[dict[str, Any]], timeout: float) -> str | None:
     path = p.path.rstrip("/")
     if not path.endswith(API_PATH):
         path += API_PATH
-    netloc = p.hostname + (f":{p.port}" if p.port else "")
-    if ":" in p.hostname:  # an IPv6 literal
+    host = p.hostname or ""
+    netloc = host + (f":{p.port}" if p.port else "")
+    if ":" in host:  # an IPv6 literal
         netloc = f"[{p.hostname}]" + (f":{p.port}" if p.port else "")
     req = urllib.request.Request(urlunsplit((p.scheme, netloc, path, p.query, "")),
                                  data=json.dumps(payload).encode(), method="POST",

@@ -27,9 +27,9 @@ from typing import Any, TextIO
 import yaml
 
 import hasthook
-from hasthook.hast import humanize
 from hasthook.sim.driver import SimCluster, wait_for
 from hasthook.sim.receiver import HttpSink
+from hasthook.units import humanize
 
 RES = "shared1"
 HOSTS = ("host1", "host2")

@@ -104,7 +104,7 @@ class SimNode:
         specs = [ResourceSpec.of(r) for r in resources]
         if len({s.name for s in specs}) != len(specs):
             raise SimError("duplicate resource names")
-        config = {
+        config: dict[str, Any] = {
             "name": name, "exec": exec, "report_interval": report_interval,
             "order": [s.name for s in specs],
             "resources": {s.name: s.as_config() for s in specs},

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-from hasthook.hast import humanize
 from hasthook.sim.core import (
     CONTROLADDR,
     ERROR_KEYS,
@@ -29,6 +28,7 @@ from hasthook.sim.core import (
     stop_pid,
     worker_title,
 )
+from hasthook.units import humanize
 
 TYPE_CHECKING = False  # typing costs a fifth of the startup of a hastctl call
 if TYPE_CHECKING:

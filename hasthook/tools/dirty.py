@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 
-from ..hast import Hastctl, Result, humanize, parse_list
+from ..hast import Hastctl, Result, parse_list
 from ..record import Record
+from ..units import humanize
 
 # awk's [[:space:]], and the blanks sh and awk split fields on by default.
 _SPACE = "[ \t\n\v\f\r]"

@@ -126,7 +126,7 @@ def plan(action: str, specs: list[ResourceSpec], provnames: dict[str, str],
             else:
                 fs_steps.append(Step(action, "umount", s.name, mp,
                                      [cmd["umount"], mp], dev, mp))
-        elif s.filesystem == "zfs" and s.pool not in pools:
+        elif s.filesystem == "zfs" and s.pool is not None and s.pool not in pools:
             pools.add(s.pool)
             if action == "promote":
                 fs_steps.append(Step(action, "import", s.name, s.pool,
@@ -371,7 +371,8 @@ def alert_body(ev: Event) -> str:
     return "\n".join([
         ev.summary, "",
         f"host: {ev.host}", f"resource: {ev.resource}", f"action: {x.get('action')}",
-        f"step: {x.get('step')} {x.get('target')}", f"command: {' '.join(x.get('argv') or [])}",
+        f"step: {x.get('step')} {x.get('target')}",
+        f"command: {' '.join(map(str, x.get('argv') or []))}",
         f"error: {x.get('detail')}", "",
         "Nothing after this step ran. Fix the cause, then run "
         f"`hasthook failover {x.get('action')}` again: steps already done are skipped."])

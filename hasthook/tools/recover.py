@@ -48,6 +48,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec start
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..config.settings import Settings
+
 # hastd's RETRY_SLEEP: split-brain detected within one retry of a recovery's
 # end may predate it (the hook process started late), so it is not a loop.
 SETTLE = 10.0
@@ -137,7 +139,7 @@ def decide(rows: list[dict[str, Any]], event_time: float, now: float, limits: Li
     """
     attempts = [r for r in rows if r["state"] in ATTEMPTS]
     last = attempts[0] if attempts else None
-    ended = (last["finished"] or last["started"]) if last else None
+    ended: float = (last["finished"] or last["started"]) if last else 0.0
     if last is not None and event_time < ended + SETTLE:
         return Decision("handled", f"split-brain detected before recovery #{last['id']} "
                                    f"({last['state']}) settled; nothing to do")
@@ -220,7 +222,7 @@ class Recoverer:
     must not run (a config others can write): the recovery then aborts.
     """
 
-    def __init__(self, hastctl: Hastctl, log: Any, settings: dict[str, Any], host: str,
+    def __init__(self, hastctl: Hastctl, log: Any, settings: Settings, host: str,
                  store: Any = None, publish: Callable[[Event], int | None] | None = None,
                  out: Callable[[str], None] | None = None, refuse_pre: str | None = None,
                  sleep: Callable[[float], None] = time.sleep,
@@ -439,7 +441,7 @@ def report_text(ev: Event) -> str:
              f"outcome: {x.get('state')}",
              f"role before: {x.get('role_before') or 'unknown'}",
              f"role after: {x.get('role_after') or 'unknown'}"]
-    steps = x.get("steps") or []
+    steps: list[Any] = list(x.get("steps") or [])
     if steps:
         lines.append("steps:")
         lines += [f"  {Step(**s).line() if isinstance(s, dict) else s}" for s in steps]

@@ -19,9 +19,9 @@ from .. import sysexits
 from ..config.settings import Settings
 from ..errors import HasthookError
 from ..event import RESOLVES, SEVERITY
-from ..hast import Hastctl, humanize
+from ..hast import Hastctl
 from ..record import Record, fresh
-from ..units import format_duration, iso
+from ..units import format_duration, humanize, iso
 from .role import hastd_pid
 
 
