@@ -17,6 +17,7 @@ import yaml
 from hasthook.log import Levels
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent  # the checkout: etc/, man/, README.md
 
 
 def command(name: str) -> str:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 from receivers import SmtpSink, wait_until
 
 from hasthook.sim.driver import SimNode
@@ -223,8 +223,7 @@ def test_queue_shows_pending_and_dead(write_config, tmp_path):
 
 
 def test_cron_sample_runs_flush_every_minute():
-    from pathlib import Path
 
-    text = (Path(__file__).parent.parent / "etc" / "cron.d" / "hasthook").read_text()
+    text = (REPO / "etc" / "cron.d" / "hasthook").read_text()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln]
     assert "*       *    *    *     *    root /usr/local/bin/hasthook flush --quiet" in lines

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 from standins import Standins
 
 from hasthook import sysexits
@@ -355,8 +355,7 @@ def test_crash_pool_not_exported_is_imported_with_f(tmp_path):
 def _schema_errors(resources):
     import jsonschema
 
-    root = Path(__file__).resolve().parent.parent
-    schema = json.loads((root / "hasthook" / "config" / "schema.json").read_text())
+    schema = json.loads((REPO / "hasthook" / "config" / "schema.json").read_text())
     v = jsonschema.validators.validator_for(schema)(schema)
     return sorted(e.message for e in v.iter_errors({"resources": resources}))
 

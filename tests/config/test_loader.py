@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 
 from hasthook.config import ConfigError, load, load_for_hook
 from hasthook.config import loader as config
-
-REPO = Path(__file__).resolve().parent.parent
 
 GOOD = {"channels": {"ops": "json://127.0.0.1:9/hook"},
         "rules": [{"name": "sb", "match": {"event": "split-brain"},

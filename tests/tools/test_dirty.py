@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 
 from hasthook.hast import Result
 from hasthook.sim import SimNode
@@ -163,7 +163,7 @@ def test_nagios_unknown_and_hostile_names():
 
 # -- the article's own hastdirty.sh against `hasthook dirty`, on the simulator --------
 
-SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "000_19f174c6ee4e0dd1.txt"
+SEED = REPO.parent / "shared" / "seed" / "000_19f174c6ee4e0dd1.txt"
 FLAGS = [[f"-{c}" for c in combo] for n in range(4) for combo in itertools.combinations("aqh", n)]
 # getopts takes bundled flags too; so must we.
 FLAGS += [["-" + "".join(c[1] for c in f)] for f in FLAGS if len(f) > 1]

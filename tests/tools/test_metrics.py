@@ -7,7 +7,7 @@ import os
 import stat
 
 import pytest
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 from prometheus_client.parser import text_string_to_metric_families
 
 from hasthook.event import Event
@@ -146,9 +146,8 @@ def test_label_values_are_escaped():
 
 
 def test_cron_sample_writes_the_textfile_every_minute():
-    from pathlib import Path
 
-    text = (Path(__file__).parent.parent / "etc" / "cron.d" / "hasthook").read_text()
+    text = (REPO / "etc" / "cron.d" / "hasthook").read_text()
     lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")
              and "=" not in ln]
     [entry] = [e for e in lines if "metrics" in e]

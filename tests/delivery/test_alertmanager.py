@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import command, run_cmd
+from conftest import REPO, command, run_cmd
 from receivers import HttpSink, free_port, wait_until
 
 from hasthook import exec as hook_exec
@@ -429,7 +429,7 @@ def test_sim_alertmanager_down_at_the_event_arrives_after_flush(pair, am_down, t
 
 # -- the README's examples -------------------------------------------------------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def _readme_yaml(first_line: str) -> str:
