@@ -50,6 +50,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
                  "zpool": "/sbin/zpool", "service": "/usr/sbin/service",
                  "pgrep": "/bin/pgrep"},  # FreeBSD's path; Debian has it there too
     "failover_step_timeout": "10m",
+    # The metrics' `pair` label: this name, else the hosts of hast.conf's `on` sections.
+    "pair": None,
+    "hast_conf": "/etc/hast.conf",
 }
 
 
