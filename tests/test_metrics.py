@@ -273,3 +273,19 @@ def test_pairs_is_pure_and_prefers_the_setting():
     assert metrics.pairs(None, conf) == ({"a": "w+x", "b": "w+x"}, "w+x")
     assert metrics.pairs("mine", conf) == ({}, "mine")
     assert metrics.pairs(None, None) == ({}, "")
+
+
+def test_hasthook_8_documents_every_series_with_its_own_labels(cfg):
+    from pathlib import Path
+
+    man = (Path(__file__).parent.parent / "man" / "hasthook.8").read_text()
+    section = man.split(".Sh METRICS", 1)[1].split(".Sh ", 1)[0]
+    documented = {name: set(re.findall(r"(\w+)", labels or ""))
+                  for name, labels in re.findall(r"^\.It Va (\w+)(?: Pq (.*))?$", section, re.M)}
+    m = parse(run_cmd(command("hasthook"), "metrics", "-c", str(cfg)).stdout)
+    printed: dict[str, set[str]] = {}
+    for name, labels in m:
+        printed.setdefault(name, set()).update(k for k, _ in labels)
+    assert set(documented) == set(printed)
+    for name, labels in printed.items():  # pair, resource and role are said once for all
+        assert labels - {"pair", "resource", "role"} == documented[name], name
