@@ -21,7 +21,6 @@ import re
 
 from .record import Record, fresh
 
-DEFAULT_PATH = "/etc/hast.conf"
 # Keywords of token.l: they are never a plain word, so a resource cannot be named so.
 KEYWORDS = frozenset((
     "control", "pidfile", "listen", "replication", "checksum", "compression", "timeout",
@@ -165,7 +164,7 @@ def parse(text: str) -> HastConf:
     return conf
 
 
-def load(path: str = DEFAULT_PATH) -> HastConf:
+def load(path: str) -> HastConf:
     """Read and parse a hast.conf; OSError and HastConfError name the file."""
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()

@@ -2,8 +2,9 @@
 
 With --textfile PATH the file is replaced atomically (cron: every minute,
 into node_exporter's --collector.textfile.directory). Exit 0, also when hastd
-cannot be asked (hasthook_hastd_up is 0 then); 73 (EX_CANTCREAT) when the
-file cannot be written.
+cannot be asked (hasthook_hastd_up is 0 then) or hast.conf cannot be read
+(the pair label is empty then, with a warning in syslog); 73 (EX_CANTCREAT)
+when the file cannot be written.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    text = metrics.render(metrics.gather(app.hastctl, app.store, app.cfg))
+    conf = metrics.read_hast_conf(app.settings, app.log)
+    text = metrics.render(metrics.gather(app.hastctl, app.store, app.cfg, conf))
     if not args.textfile:
         sys.stdout.write(text)
         return sysexits.EX_OK

@@ -77,6 +77,9 @@ class Settings(Record):
     failover_step_timeout: float | None = 600.0  # None: no limit
     recover: Recover = fresh(Recover)
     cluster: str | None = None                 # Alertmanager's `cluster` label
+    # The metrics' `pair` label: this name, else the hosts of hast.conf's `on` sections.
+    pair: str | None = None
+    hast_conf: str = "/etc/hast.conf"
 
     @classmethod
     def from_dict(cls, user: dict[str, Any] | None) -> Settings:

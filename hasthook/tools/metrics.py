@@ -8,17 +8,26 @@ database (store.metrics); this module only shapes and writes them.
 
 Counts read from the history (events, recovery attempts) cover what the
 retention keeps, so they are gauges, not counters: pruning lowers them.
+
+A central Prometheus compares the two nodes of a pair (etc/prometheus/), so
+every series names its `pair` (settings.pair, else the hosts hast.conf pairs
+the resource with: the same text on both nodes) and every per-resource series
+its `resource` and current `role`. An unknown label is printed empty, which
+Prometheus reads as no label at all; the rules skip such series and alert on
+them instead.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..event import ROLES
+from .. import hastconf
+from ..config.settings import Settings
 from ..hast import Hastctl
+from ..hastconf import HastConf, HastConfError
+from ..record import Record, fresh
 from .recover import ATTEMPTS
 
 STATUSES = ("complete", "degraded")
@@ -26,29 +35,69 @@ OUTBOX_STATES = ("pending", "sending", "dead")
 ERROR_OPS = ("read", "write", "delete", "flush")
 
 
-@dataclass
-class Family:
+class Family(Record):
     """One metric: name, type, help and its samples (labels, value)."""
 
     name: str
     type: str
     help: str
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    samples: list[tuple[dict[str, str], float]] = fresh(list)
 
     def add(self, value: float, **labels: str) -> None:
         self.samples.append((labels, value))
 
 
-def gather(hastctl: Hastctl, store: Any, cfg: Any) -> list[Family]:
-    """Every metric, from `hastctl list` and the database; never raises for hastd down."""
+def pairs(pair: str | None, conf: HastConf | None) -> tuple[dict[str, str], str]:
+    """The `pair` label: ({resource: pair}, the node's own for series of no resource).
+
+    settings.pair names every pair; else each resource's is the hosts of its
+    `on` sections (Resource.pair), and the node's is the one pair all its
+    resources share ("" when they name several, or hast.conf is unusable).
+    """
+    if pair:
+        return {}, pair
+    by_res = {name: res.pair() for name, res in (conf.resources.items() if conf else ())}
+    distinct = set(by_res.values())
+    return by_res, (distinct.pop() if len(distinct) == 1 else "")
+
+
+def read_hast_conf(settings: Settings, log: Any) -> HastConf | None:
+    """hast.conf for the pair label; None when settings.pair makes it moot, or it is
+    unusable (a warning to syslog: the metrics are still written, with pair="")."""
+    if settings.pair:
+        return None
+    path = settings.hast_conf
+    try:
+        return hastconf.load(path)
+    except OSError as e:
+        problem = f"cannot read {path}: {e.strerror or e}"
+    except HastConfError as e:
+        problem = str(e)
+    log.warning(f"metrics: {problem}; the pair label stays empty until it is fixed "
+                f"or settings.pair is set")
+    return None
+
+
+def gather(hastctl: Hastctl, store: Any, cfg: Any, conf: HastConf | None = None) -> list[Family]:
+    """Every metric, from `hastctl list`, the database and hast.conf (`conf`, for the
+    pair label); never raises for hastd down."""
     listed, r = hastctl.list()
     up = r.ok and (bool(listed) or not r.stdout.strip())
     db = store.metrics()
+    by_res, node_pair = pairs(cfg.settings.pair, conf)
+    roles = {name: res.role or "" for name, res in listed.items() if res.error is None}
+
+    def of(resource: str) -> dict[str, str]:
+        """The labels every per-resource series starts with."""
+        return {"resource": resource, "role": roles.get(resource, ""),
+                "pair": by_res.get(resource) or node_pair}
+
     f = {name: Family(name, typ, text) for name, typ, text in (
         ("hasthook_hastd_up", "gauge", "1 when hastctl list answered, else 0."),
         ("hast_resource_info", "gauge",
          "A resource hastd knows; its provider name, peer and replication as labels."),
-        ("hast_resource_role", "gauge", "The resource's role: 1 for its role, 0 for the others."),
+        ("hast_resource_role", "gauge",
+         "The resource's current role (init, primary, secondary) in the role label; always 1."),
         ("hast_resource_status", "gauge",
          "1 for the resource's status (complete: connected to its peer; degraded: not); "
          "both 0 when hastctl shows none (no worker, as in role init)."),
@@ -67,38 +116,37 @@ def gather(hastctl: Hastctl, store: Any, cfg: Any) -> list[Family]:
         ("hasthook_recovery_attempts", "gauge",
          "Split-brain recovery attempts by resource and outcome (within settings.retention)."),
     )}
-    f["hasthook_hastd_up"].add(int(up))
+    f["hasthook_hastd_up"].add(int(up), pair=node_pair)
     for name, res in listed.items():
         if res.error is not None:
             continue
-        f["hast_resource_info"].add(1, resource=name, provname=res.provname or "",
+        f["hast_resource_info"].add(1, **of(name), provname=res.provname or "",
                                     remoteaddr=res.remoteaddr or "",
                                     replication=res.replication or "")
-        for role in ROLES:
-            f["hast_resource_role"].add(int(res.role == role), resource=name, role=role)
+        if res.role:
+            f["hast_resource_role"].add(1, **of(name))
         for status in STATUSES:
-            f["hast_resource_status"].add(int(res.status == status), resource=name,
-                                          status=status)
+            f["hast_resource_status"].add(int(res.status == status), **of(name), status=status)
         if res.dirty is not None:
-            f["hast_resource_dirty_bytes"].add(res.dirty, resource=name)
+            f["hast_resource_dirty_bytes"].add(res.dirty, **of(name))
         for op in ERROR_OPS:
             if op in res.errors:
-                f["hast_resource_local_errors_total"].add(res.errors[op], resource=name,
+                f["hast_resource_local_errors_total"].add(res.errors[op], **of(name),
                                                           operation=op)
     for name, t in sorted(db["last_event"].items()):
-        f["hast_resource_last_event_timestamp_seconds"].add(t, resource=name)
+        f["hast_resource_last_event_timestamp_seconds"].add(t, **of(name))
     for event, n in sorted(db["events"].items()):
-        f["hasthook_history_events"].add(n, event=event)
+        f["hasthook_history_events"].add(n, pair=node_pair, event=event)
     channels = sorted(set(cfg.channels) | {c for c, _ in db["outbox"]})
     for ch in channels:
         for state in OUTBOX_STATES:
-            f["hasthook_outbox_messages"].add(db["outbox"].get((ch, state), 0), channel=ch,
-                                              state=state)
+            f["hasthook_outbox_messages"].add(db["outbox"].get((ch, state), 0), pair=node_pair,
+                                              channel=ch, state=state)
     for ch, t in sorted(db["last_sent"].items()):
-        f["hasthook_last_delivery_timestamp_seconds"].add(t, channel=ch)
+        f["hasthook_last_delivery_timestamp_seconds"].add(t, pair=node_pair, channel=ch)
     for (res_name, state), n in sorted(db["recoveries"].items()):
         if state in ATTEMPTS:
-            f["hasthook_recovery_attempts"].add(n, resource=res_name, state=state)
+            f["hasthook_recovery_attempts"].add(n, **of(res_name), state=state)
     return list(f.values())
 
 
@@ -111,7 +159,10 @@ def _number(v: float) -> str:
 
 
 def render(families: list[Family]) -> str:
-    """The text exposition format (version 0.0.4), one HELP/TYPE block per metric."""
+    """The text exposition format (version 0.0.4), one HELP/TYPE block per metric.
+
+    No sample carries a timestamp: node_exporter refuses a textfile that has one.
+    """
     lines = []
     for fam in families:
         text = fam.help.replace("\\", "\\\\").replace("\n", "\\n")
