@@ -21,6 +21,16 @@ SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "war
 # A completed synchronization also ends a split-brain: the reset node has resynced.
 RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart", "split-brain")}
 
+
+def enders(kind: str) -> tuple[str, ...]:
+    """The events that end a condition of this kind: RESOLVES turned around."""
+    return tuple(r for r, ends in RESOLVES.items() if kind in ends)
+
+
+# Each warning/critical kind -> the events that end it; a kind nothing resolves maps
+# to () and only the live state can clear it (status, retention).
+ENDED_BY = {kind: enders(kind) for kind in SEVERITY}
+
 _SUMMARY = {
     "connect": "connected to the peer",
     "disconnect": "lost the connection to the peer",

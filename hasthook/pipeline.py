@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 # Seconds of the time box kept for spooling when the database is locked.
 SPOOL_MARGIN = 5.0
+PRUNE_EVERY = 3600.0  # retention does real work at most this often
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
 
 
@@ -263,6 +264,26 @@ class Pipeline:
             raise
         except Exception as e:  # noqa: BLE001 - the messages wait in the outbox
             self.log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
+
+    def retain(self, now: float | None = None) -> int | None:
+        """Retention: prune what settings.retention lets go, at most hourly (`hasthook
+        flush` runs every minute; a hook never does). None when it was not time yet."""
+        import time
+
+        from .actions.recover import guard_window
+        from .event import ENDED_BY
+        from .units import format_duration
+
+        now = time.time() if now is None else now
+        if now - float(self.store.meta("pruned") or 0) < PRUNE_EVERY:
+            return None
+        keep = self.cfg.settings.retention
+        n = self.store.prune(now - keep, ENDED_BY, now - guard_window(self.cfg.rules))
+        self.store.set_meta("pruned", repr(now))
+        if n:
+            self.log.notice(f"retention: {n} events older than {format_duration(keep)} pruned "
+                            f"from {self.store.path}")
+        return n
 
     def take_spool(self) -> int:
         """Take spooled events in; one alert names them (no rule acts on a late event)."""

@@ -11,7 +11,6 @@ addresses, and later tables hold delivery state.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .event import Event
+from .proc import FileLock
 from .rules import RuleState
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
@@ -32,7 +32,7 @@ DAMAGED = (11, 26)
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -56,8 +56,33 @@ SCHEMA = [
         rules TEXT,
         outcome TEXT
     )""",
+    # Every read path is an index search, on a history of millions (tests/test_store.py
+    # reads the query plans): by time, by resource in time order, by kind in time
+    # order, and the newest of a kind on one resource and host.
     "CREATE INDEX IF NOT EXISTS events_time ON events(time)",
-    "CREATE INDEX IF NOT EXISTS events_resource ON events(resource, event, time)",
+    "DROP INDEX IF EXISTS events_resource",
+    "CREATE INDEX IF NOT EXISTS events_place ON events(resource, host, event, id)",
+    "CREATE INDEX IF NOT EXISTS events_resource_time ON events(resource, time)",
+    "CREATE INDEX IF NOT EXISTS events_kind ON events(event, time)",
+    # Each resource and host the history knows, kept by a trigger: what status, metrics
+    # and `silence add` ask without reading the history.
+    """CREATE TABLE IF NOT EXISTS places (
+        resource TEXT NOT NULL,
+        host TEXT NOT NULL,
+        last REAL NOT NULL,
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (resource, host)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS events_place AFTER INSERT ON events BEGIN
+        INSERT INTO places (resource, host, last, last_id)
+        VALUES (NEW.resource, NEW.host, NEW.time, NEW.id)
+        ON CONFLICT (resource, host) DO UPDATE SET
+            last = MAX(last, excluded.last), last_id = MAX(last_id, excluded.last_id);
+    END""",
+    "INSERT OR IGNORE INTO places SELECT resource, host, MAX(time), MAX(id) FROM events "
+    "GROUP BY resource, host",
+    # Small facts of the database itself, e.g. when retention last pruned it.
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
     # What each rule remembers per key for throttle and repeat_interval (rules.decide);
     # event/resource/host are the last event's, so a resolving event can find the row.
     """CREATE TABLE IF NOT EXISTS rule_state (
@@ -126,6 +151,9 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox(state, due)",
     "CREATE INDEX IF NOT EXISTS outbox_resource ON outbox(resource, event_id)",
+    "CREATE INDEX IF NOT EXISTS outbox_age ON outbox(state, created)",
+    "CREATE INDEX IF NOT EXISTS outbox_channel ON outbox(channel, kind, event, resource, host)",
+    "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox(channel, sent_at)",
     # Silences (hasthook/silences.py): `resource` is a rule-style pattern (`*`: all),
     # `event` NULL is every event. AUTOINCREMENT: an id in an event's outcome
     # never comes to name a later silence.
@@ -141,6 +169,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS silences_ends ON silences(ends)",
 ]
 
+TABLES = {"events", "rule_state", "recoveries", "outbox", "silences"}  # of every version
 OUTBOX_COLUMNS = ("created", "event_id", "rule", "channel", "group_key", "kind", "severity",
                   "event", "resource", "host", "title", "body", "send_resolved", "due")
 EVENT_COLUMNS = ("time", "host", "event", "resource", "old_role", "new_role", "severity",
@@ -196,6 +225,8 @@ class Store:
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout={self.busy_ms}")
         if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # Freed pages go back to the file system (prune): set before the first table.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             with _immediate(db):
                 if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
@@ -213,15 +244,18 @@ class Store:
         name, or None when the file was left where it is.
         """
         self.close()
-        fd = os.open(os.path.join(self.state_dir, "db.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with FileLock(os.path.join(self.state_dir, "db.lock")):
             if not os.path.isfile(self.path):
                 return None
             try:
                 db = sqlite3.connect(self.path, timeout=self.busy_ms / 1000)
                 try:
-                    if db.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok":
+                    intact = db.execute("PRAGMA quick_check(1)").fetchone()[0] == "ok"
+                    tables = {r[0] for r in db.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    # A file with a table of ours gone is damaged too (a dropped table
+                    # would send every event to the spool for ever).
+                    if intact and (tables >= TABLES or not tables):
                         return None
                 finally:
                     db.close()
@@ -237,8 +271,6 @@ class Store:
                 except FileNotFoundError:
                     pass
             return aside
-        finally:
-            os.close(fd)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -336,7 +368,16 @@ class Store:
     def resource_names(self) -> list[str]:
         """Every resource the history has seen, sorted."""
         return [r[0] for r in self.db.execute(
-            "SELECT DISTINCT resource FROM events ORDER BY resource")]
+            "SELECT DISTINCT resource FROM places ORDER BY resource")]
+
+    def places(self) -> list[tuple[str, str]]:
+        """Every (resource, host) the history has seen."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT resource, host FROM places ORDER BY resource, host")]
+
+    def oldest(self) -> float | None:
+        """The time of the oldest event kept: how far back the history reaches."""
+        return self.db.execute("SELECT MIN(time) FROM events").fetchone()[0]
 
     def last_event(self, resource: str, events: tuple[str, ...], before_id: int | None = None,
                    host: str | None = None) -> dict[str, Any] | None:
@@ -360,25 +401,31 @@ class Store:
         `resolvers` maps an alert event to the events that end it (event.RESOLVES,
         inverted); with none, every one in the history counts. Each row: host,
         resource, event, severity, count, first and last (times) and last_id.
-        A split-brain storm is one row, not fifty.
+        A split-brain storm is one row, not fifty. Index searches per resource and
+        host (places), however long the history.
         """
         out: list[dict[str, Any]] = []
-        for kind, ends in resolvers.items():
-            sql = (
-                "SELECT host, resource, event, CASE WHEN SUM(severity = 'critical') > 0 "
-                "THEN 'critical' ELSE 'warning' END AS severity, COUNT(*) AS count, "
-                "MIN(time) AS first, MAX(time) AS last, MAX(id) AS last_id FROM events e "
-                "WHERE e.event = ? AND e.severity IN ('warning', 'critical')")
-            args: list[Any] = [kind, *ends]
-            if ends:
-                sql += (" AND e.id > COALESCE((SELECT MAX(r.id) FROM events r WHERE "
-                        "r.resource = e.resource AND r.host = e.host AND r.event IN "
-                        f"({', '.join('?' * len(ends))})), 0)")
-            if resource is not None:
-                sql += " AND e.resource = ?"
-                args.append(resource)
-            for r in self.db.execute(sql + " GROUP BY host, resource, event", args):
-                out.append(dict(r))
+        for res, host in self.places():
+            if resource is not None and res != resource:
+                continue
+            for kind, ends in resolvers.items():
+                after = 0
+                if ends:
+                    after = self.db.execute(
+                        f"SELECT MAX(id) FROM events WHERE resource = ? AND host = ? AND event "
+                        f"IN ({', '.join('?' * len(ends))})", (res, host, *ends)
+                    ).fetchone()[0] or 0
+                r = self.db.execute(
+                    "SELECT COUNT(*) AS count, MAX(severity = 'critical') AS critical, "
+                    "MIN(time) AS first, MAX(time) AS last, MAX(id) AS last_id FROM events "
+                    "WHERE resource = ? AND host = ? AND event = ? AND id > ? "
+                    "AND severity IN ('warning', 'critical')",
+                    (res, host, kind, after)).fetchone()
+                if r["count"]:
+                    out.append({"host": host, "resource": res, "event": kind,
+                                "severity": "critical" if r["critical"] else "warning",
+                                "count": r["count"], "first": r["first"], "last": r["last"],
+                                "last_id": r["last_id"]})
         return sorted(out, key=lambda d: d["last_id"], reverse=True)
 
     # -- silences -------------------------------------------------------
@@ -605,7 +652,7 @@ class Store:
                           resources: list[str] | None = None,
                           exclude_rule: str | None = None) -> list[dict[str, Any]]:
         """Each condition (event, resource, host) a channel was sent an alert for, as it
-        stands now (hasthook/alertmanager.py sends these, not the queued rows).
+        stands now (delivery/alertmanager.py sends these, not the queued rows).
 
         `resolved_by` maps a condition's event kind to the events that end it.
         Each row: event, resource, host; severity, title and body of the latest
@@ -622,23 +669,28 @@ class Store:
             if resources is not None:
                 where += f" AND resource IN ({', '.join('?' * len(resources))})"
                 args += resources
-            sql = (
-                "SELECT o.event, o.resource, o.host, o.severity, o.title, o.body, o.created, "
-                "(SELECT MIN(r.time) FROM events r WHERE r.resource = o.resource AND "
-                f"r.host = o.host AND r.event IN ({marks}) AND r.id > COALESCE(o.event_id, 0)"
-                ") AS resolved_at, "
-                "(SELECT MIN(a.created) FROM outbox a WHERE a.channel = o.channel AND "
-                "a.kind = 'alert' AND a.event = o.event AND a.resource = o.resource AND "
-                "a.host = o.host AND COALESCE(a.event_id, 0) > COALESCE((SELECT MAX(p.id) "
-                "FROM events p WHERE p.resource = o.resource AND p.host = o.host AND "
-                f"p.event IN ({marks}) AND p.id < COALESCE(o.event_id, 0)), 0)) AS since "
-                "FROM outbox o WHERE o.id IN (SELECT MAX(id) FROM outbox WHERE "
-                f"{where} GROUP BY resource, host) ORDER BY o.id")
-            for r in self.db.execute(sql, [*ends, *ends, *args]):
-                d = dict(r)
-                created = d.pop("created")
-                d["since"] = created if d["since"] is None else min(d["since"], created)
-                out.append(d)
+            latest = [r[0] for r in self.db.execute(
+                f"SELECT MAX(id) FROM outbox WHERE {where} GROUP BY resource, host", args)]
+            for oid in sorted(latest):
+                o = self.db.execute("SELECT * FROM outbox WHERE id = ?", (oid,)).fetchone()
+                place = (o["resource"], o["host"])
+                event_id = o["event_id"] or 0
+                resolved_at = self.db.execute(
+                    f"SELECT MIN(time) FROM events WHERE resource = ? AND host = ? AND event IN "
+                    f"({marks}) AND id > ?", (*place, *ends, event_id)).fetchone()[0]
+                # This episode began after the resolver before the latest alert.
+                began = self.db.execute(
+                    f"SELECT MAX(id) FROM events WHERE resource = ? AND host = ? AND event IN "
+                    f"({marks}) AND id < ?", (*place, *ends, event_id)).fetchone()[0] or 0
+                since = self.db.execute(
+                    "SELECT MIN(created) FROM outbox WHERE channel = ? AND kind = 'alert' AND "
+                    "event = ? AND resource = ? AND host = ? AND event_id > ?",
+                    (channel, kind, *place, began)).fetchone()[0]
+                out.append({"event": o["event"], "resource": o["resource"], "host": o["host"],
+                            "severity": o["severity"], "title": o["title"], "body": o["body"],
+                            "resolved_at": resolved_at,
+                            "since": o["created"] if since is None else min(since,
+                                                                             o["created"])})
         return out
 
     # -- metrics --------------------------------------------------------
@@ -651,8 +703,7 @@ class Store:
         count}. Counts cover what the retention keeps.
         """
         queries = {
-            "events": "SELECT event, COUNT(*) FROM events GROUP BY event",
-            "last_event": "SELECT resource, MAX(time) FROM events GROUP BY resource",
+            "last_event": "SELECT resource, MAX(last) FROM places GROUP BY resource",
             "outbox": "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state",
             "last_sent": "SELECT channel, MAX(sent_at) FROM outbox WHERE sent_at IS NOT NULL "
                          "GROUP BY channel",
@@ -665,24 +716,91 @@ class Store:
             for name, sql in queries.items():
                 out[name] = {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1]
                              for r in self.db.execute(sql)}
+            out["events"] = self._kind_counts()
         finally:
             self.db.execute("COMMIT")
         return out
 
-    def prune(self, older_than: float) -> int:
-        """Drop events older than the retention; returns how many went."""
+    def _kind_counts(self) -> dict[str, int]:
+        """Events per kind, one index search per kind (a handful of kinds, millions of rows)."""
+        out: dict[str, int] = {}
+        kind = self.db.execute("SELECT MIN(event) FROM events").fetchone()[0]
+        while kind is not None:
+            out[kind] = self.db.execute("SELECT COUNT(*) FROM events WHERE event = ?",
+                                        (kind,)).fetchone()[0]
+            kind = self.db.execute("SELECT MIN(event) FROM events WHERE event > ?",
+                                   (kind,)).fetchone()[0]
+        return out
+
+    # -- retention ------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        r = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return r[0] if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def prune(self, older_than: float, resolvers: dict[str, tuple[str, ...]] | None = None,
+              guard_since: float | None = None) -> int:
+        """Drop the history older than `older_than`; returns how many events went.
+
+        Kept whatever their age: the events of a condition still open (an alert kind
+        no resolver has ended since, see `resolvers`), recovery rows newer than
+        `guard_since` (cooldown and max_attempts count them) or still running,
+        silences not yet ended, messages not yet delivered, and sent alerts whose
+        event is kept (Alertmanager re-sends open conditions from them). The file
+        gives the freed pages back (incremental auto-vacuum; a database made before
+        that setting is vacuumed once).
+        """
+        resolvers = resolvers or {}
+        gone = 0
+        with self.transaction() as db:
+            for res, host in self.places():
+                # An alert kind's events after its last resolver are an open condition.
+                keep = " AND NOT (event = ? AND id > ?)" * len(resolvers)
+                args: list[Any] = [res, host, older_than]
+                for kind, ends in resolvers.items():
+                    after = db.execute(
+                        f"SELECT MAX(id) FROM events WHERE resource = ? AND host = ? AND event "
+                        f"IN ({', '.join('?' * len(ends))})", (res, host, *ends)
+                    ).fetchone()[0] or 0 if ends else 0
+                    args += [kind, after]
+                gone += db.execute("DELETE FROM events WHERE resource = ? AND host = ? AND "
+                                   f"time < ?{keep}", args).rowcount
+                last = db.execute("SELECT MAX(id), MAX(time) FROM events WHERE resource = ? "
+                                  "AND host = ?", (res, host)).fetchone()
+                if last[0] is None:
+                    db.execute("DELETE FROM places WHERE resource = ? AND host = ?", (res, host))
             db.execute("DELETE FROM recoveries WHERE started < ? AND state != 'running'",
-                       (older_than,))
+                       (min(older_than, guard_since if guard_since is not None
+                            else older_than),))
             db.execute("DELETE FROM silences WHERE ends < ?", (older_than,))
-            db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead')",
-                       (older_than,))
-            return db.execute("DELETE FROM events WHERE time < ?", (older_than,)).rowcount
+            db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead') "
+                       "AND NOT (kind = 'alert' AND event_id IS NOT NULL "
+                       "AND event_id IN (SELECT id FROM events))", (older_than,))
+        self._shrink()
+        return gone
+
+    def _shrink(self) -> None:
+        """Give freed pages back to the file system."""
+        if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect with VACUUM
+            self.db.execute("VACUUM")
+        else:
+            # sqlite3_exec steps it to the end; one execute() step frees one page only.
+            self.db.executescript("PRAGMA incremental_vacuum;")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def damaged(e: BaseException) -> bool:
-    """Is this error a damaged database file, rather than a lock, a full disk or a mode?"""
+    """Is this error a damaged database file (or schema), rather than a lock, a full disk
+    or a mode?"""
     code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(e, sqlite3.OperationalError) and str(e).startswith(("no such table",
+                                                                       "no such column")):
+        return True
     return isinstance(e, sqlite3.DatabaseError) and code is not None and code & 0xFF in DAMAGED
 
 

@@ -40,6 +40,18 @@ def _params(params: Any) -> dict[str, Any]:
     return p
 
 
+def guard_window(rules: list[dict[str, Any]]) -> float:
+    """How far back cooldown and max_attempts look, for the longest recover action in
+    these rules (or the defaults): retention keeps the recovery rows this long."""
+    from ..rules import action_of
+    from ..tools.recover import SETTLE
+
+    every = [params for rule in rules for name, params in map(action_of, rule.get("actions") or ())
+             if name == "recover"]
+    return SETTLE + max(max(parse_duration(p["window"]), parse_duration(p["cooldown"]))
+                        for p in map(_params, [{}, *every]))
+
+
 def pre_argv(params: Any, ctx: Context) -> list[list[str]]:
     """The pre-steps with placeholders filled; each argv element rendered on its own."""
     values = dict(ctx.values())

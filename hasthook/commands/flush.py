@@ -5,7 +5,8 @@ was down is retried even when no HAST event comes to do it. Exits 0 when the
 outbox holds nothing it could not send, 75 (EX_TEMPFAIL) when some messages
 failed and wait for a retry.
 
-It also re-sends each open condition to Alertmanager channels with a fresh
+It also prunes the history settings.retention lets go (at most hourly), and
+re-sends each open condition to Alertmanager channels with a fresh
 endsAt (hasthook/alertmanager.py), which keeps those alerts active while the
 condition lasts; so every minute, not less often than a channel's `ttl`.
 """
@@ -33,7 +34,9 @@ def run(args: argparse.Namespace, app) -> int:
     log = Log.from_settings(app.settings, echo=not args.quiet)
     # Events a hook had to spool (database locked, unwritable) go in within a minute,
     # even when no HAST event comes to do it.
-    Pipeline(app.cfg, app.store, log).take_spool()
+    pipeline = Pipeline(app.cfg, app.store, log)
+    pipeline.take_spool()
+    pipeline.retain()
     rep = drain(app.store, app.cfg, log, everything=args.all)
     am = refresh(app.store, app.cfg, log)
     if not args.quiet:

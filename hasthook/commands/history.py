@@ -8,7 +8,7 @@ import time
 
 from .. import sysexits
 from ..errors import HasthookError
-from ..units import iso, parse_duration
+from ..units import format_duration, iso, parse_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,4 +45,8 @@ def run(args: argparse.Namespace, app) -> int:
         extra += f"  {what}" if what else ""
         print(f"{r['time']} {r['host']} {r['severity']:<8} {r['event']:<11} "
               f"{r['resource']}{roles}  {state}{extra}".rstrip())
+    oldest = app.store.oldest()
+    if oldest is not None:  # what retention kept: older events are gone, not missing
+        print(f"# the history reaches back to {iso(oldest)} "
+              f"(settings.retention {format_duration(app.settings.retention)})")
     return sysexits.EX_OK

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import redact
 from ..config.schema import check_url
-from ..event import RESOLVES
+from ..event import RESOLVES, enders
 from ..record import Record, fresh
 from ..rules import INTERNAL_RULE
 from ..units import iso, parse_duration
@@ -55,8 +55,7 @@ DEFAULT_TTL = 300.0
 # the node that was reset never sees syncdone (only the primary fires it), so
 # without this its HastSplitBrain would be refreshed for ever.
 RESOLVED_BY: dict[str, tuple[str, ...]] = {
-    kind: tuple(r for r, ends in RESOLVES.items() if kind in ends)
-    + (("connect",) if kind == "split-brain" else ())
+    kind: enders(kind) + (("connect",) if kind == "split-brain" else ())
     for ends in RESOLVES.values() for kind in ends}
 
 ALERTNAMES = {

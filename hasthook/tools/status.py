@@ -18,7 +18,7 @@ from typing import Any
 from .. import sysexits
 from ..config.settings import Settings
 from ..errors import HasthookError
-from ..event import RESOLVES, SEVERITY
+from ..event import ENDED_BY
 from ..hast import Hastctl
 from ..record import Record, fresh
 from ..units import format_duration, humanize, iso
@@ -29,13 +29,6 @@ class StatusError(HasthookError):
     """No status to show (hastd unreachable)."""
 
     status = sysexits.EX_UNAVAILABLE
-
-
-def alert_resolvers() -> dict[str, tuple[str, ...]]:
-    """Each warning/critical event kind -> the events that end it (event.RESOLVES turned
-    around); a kind nothing resolves maps to () and only the live state can clear it."""
-    return {kind: tuple(r for r, ends in RESOLVES.items() if kind in ends)
-            for kind in SEVERITY}
 
 
 class ResourceStatus(Record):
@@ -77,7 +70,7 @@ def gather(hastctl: Hastctl, store, settings: Settings,
         detail = r.last_line() if r.rc is not None and r.last_line() else r.why()
         hint = f"; hastd is not running ({why_not})" if pid is None else ""
         raise StatusError(f"cannot read resource state from hastd: {detail}{hint}")
-    alerts = store.unresolved_alerts(alert_resolvers())
+    alerts = store.unresolved_alerts(ENDED_BY)
     silences = store.active_silences(now)
     resources = []
     for name, res in listed.items():

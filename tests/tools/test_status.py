@@ -9,11 +9,11 @@ from conftest import command, run_cmd
 
 from hasthook import sysexits
 from hasthook.config.settings import Settings
-from hasthook.event import Event, classify
+from hasthook.event import ENDED_BY, Event, classify
 from hasthook.hast import Resource, Result
 from hasthook.sim import SimCluster
 from hasthook.store import Store
-from hasthook.tools.status import StatusError, alert_resolvers, gather, render, to_json
+from hasthook.tools.status import StatusError, gather, render, to_json
 from hasthook.units import iso
 
 T0 = 1_800_000_000.0
@@ -43,7 +43,7 @@ def record(store: Store, words: str, t: float, host: str = "host1") -> None:
 
 
 def test_resolvers_are_event_resolves_turned_around():
-    r = alert_resolvers()
+    r = ENDED_BY
     assert r["disconnect"] == ("connect",)
     assert "syncdone" in r["syncintr"]
 
@@ -55,11 +55,11 @@ def test_unresolved_alerts_fold_storms_and_end_at_a_resolver(store):
     record(store, "connect r2", T0 + 11)
     record(store, "disconnect r2", T0 + 12)
     record(store, "syncstart r1", T0 + 13)   # info: never an alert
-    rows = store.unresolved_alerts(alert_resolvers())
+    rows = store.unresolved_alerts(ENDED_BY)
     assert [(r["resource"], r["event"], r["severity"], r["count"]) for r in rows] == [
         ("r2", "disconnect", "warning", 1), ("r1", "split-brain", "critical", 5)]
     assert iso(rows[1]["first"]).startswith("2027-01-15T08:00:00")
-    assert store.unresolved_alerts(alert_resolvers(), resource="r2")[0]["count"] == 1
+    assert store.unresolved_alerts(ENDED_BY, resource="r2")[0]["count"] == 1
     assert store.active_silences(T0) == []
 
 
