@@ -32,8 +32,10 @@ Failure injection for tools that watch hastd: SimNode.hang/garbage (hastctl outp
 fail_create/fail_role/fail_dump/fail_status (hastctl errors, exit 66/N/255/70),
 stop_hastd (exit 71), local_errors and write (counters rising; a file-backed provider
 with metaflush on counts a flush error per activemap update), SimCluster.sync without
-sync_done (a sync that does not progress), edit_conf (a hast.conf that says one thing
-while hastd runs another until reload()).
+sync_progress/sync_done (a sync that does not progress), a resource left in init
+(start_hastd() starts every resource there; a reload adds new ones there), edit_conf (a
+hast.conf that says one thing, e.g. another exec, while hastd runs another until
+reload()).
 """
 
 from __future__ import annotations
