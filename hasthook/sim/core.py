@@ -5,6 +5,11 @@ the tool under test, hooks, the pytest process) see one truth. state.json is rew
 atomically under an fcntl lock; calls, events and hastd.log are append-only files.
 What hastd does on a role change (worker process, /dev/hast node, metadata, the `role`
 hook) is here so that the fake hastctl and the driver take the same path.
+
+A resource's `meta` is what its running worker holds in memory (the on-disk metadata when
+no worker runs). `hastctl create` under a running worker writes `disk_meta` instead: the
+worker keeps its old resource ID and counters until it stops or writes its own metadata
+back (primary.c metadata_write()), and the next worker reads what create wrote.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class SimError(RuntimeError):
 
 
 def c_basename(path: str) -> str:
-    """basename(3): what hastd puts in argv[0] of a hook."""
+    """basename(3): what FreeBSD 10's hastd put in argv[0] of a hook."""
     stripped = path.rstrip("/")
     return stripped.rsplit("/", 1)[-1] if stripped else "/"
 
@@ -73,14 +78,36 @@ def nextents(meta: dict[str, Any]) -> int:
 
 
 def new_resource(spec: dict[str, Any]) -> dict[str, Any]:
-    """Dynamic state of one resource as hastd starts it: role init, nothing running."""
+    """Dynamic state of one resource as hastd starts it: role init, nothing running.
+
+    conn numbers connections (a timer for a later disconnect checks it is still the same
+    one); peer_counts is the secondary's [localcnt, remotecnt] as the primary's worker
+    last heard them (hr_secondary_*); syncsrc is who a synchronization copies from and
+    copying whether one has dirty extents to copy; data names the last writes this
+    node's copy holds ("host1:3"), None when untouched.
+    """
     meta = fresh_meta(spec["mediasize"], spec["extentsize"], spec["keepdirty"])
     return {
         "role": "init", "connected": False, "status": None, "syncing": False,
         "workerpid": 0, "workerrole": None, "dirty_extents": 0,
         "stats": dict.fromkeys(STAT_KEYS, 0), "errors": dict.fromkeys(ERROR_KEYS, 0),
-        "queues": {**dict.fromkeys(QUEUE_KEYS, 0), "idle": IDLE_QUEUE}, "meta": meta,
+        "queues": fresh_queues(), "meta": meta, "disk_meta": None, "conn": 0,
+        "peer_counts": [0, 0], "syncsrc": "primary", "copying": False, "data": None,
     }
+
+
+def fresh_queues() -> dict[str, int]:
+    """A new worker's queues: every request on the idle list."""
+    return {**dict.fromkeys(QUEUE_KEYS, 0), "idle": IDLE_QUEUE}
+
+
+def worker_gone(rs: dict[str, Any]) -> None:
+    """The worker stopped: what is on disk is the truth again (a create's metadata,
+    with its zeroed activemap, takes effect)."""
+    if rs.get("disk_meta"):
+        rs["meta"] = rs["disk_meta"]
+        rs["disk_meta"] = None
+        rs["dirty_extents"] = 0
 
 
 # --------------------------------------------------------------------------- processes
@@ -284,7 +311,8 @@ class NodeStore:
     def reconcile(self, st: dict[str, Any], name: str) -> None:
         """Start/stop the worker and the /dev/hast node to match role and connection.
 
-        A worker exists for a primary, or for a secondary with a connected primary.
+        A worker exists for a primary, or for a secondary with a connected primary. A new
+        worker reads the metadata from disk and starts its statistics from zero.
         """
         rs, spec = st["resources"][name], st["config"]["resources"][name]
         want = rs["role"] if rs["role"] == "primary" or (
@@ -296,17 +324,26 @@ class NodeStore:
             if rs["workerpid"]:
                 stop_pid(rs["workerpid"], worker_title(name, rs["workerrole"] or ""))
             rs["workerpid"], rs["workerrole"] = 0, None
+            worker_gone(rs)
             if want:
                 rs["workerpid"] = self.spawn_sleeper(worker_title(name, want))
                 rs["workerrole"] = want
+                rs.update(stats=dict.fromkeys(STAT_KEYS, 0), peer_counts=[0, 0],
+                          errors=dict.fromkeys(ERROR_KEYS, 0), queues=fresh_queues())
         if rs["role"] == "primary" and want:
             if not (self.dev_dir / spec["provname"]).exists():
                 self.make_dev(spec["provname"])
         else:
             self.remove_dev(spec["provname"])
 
-    def change_role(self, st: dict[str, Any], name: str, new: str) -> str:
-        """control_set_role_common(): stop the worker, start a primary one, fire `role`."""
+    def change_role(self, st: dict[str, Any], name: str, new: str,
+                    exec_path: str | None = None) -> str:
+        """control_set_role_common(): stop the worker, start a primary one, fire `role`.
+
+        The resource ID is not assigned here: a primary gets it at its first connection
+        (primary.c init_remote()). exec_path: the program to run instead of the running
+        config's, "" for none (a reload fires the first half of a restart with the old).
+        """
         rs = st["resources"][name]
         old = rs["role"]
         if old == new:
@@ -317,16 +354,14 @@ class NodeStore:
             stop_pid(rs["workerpid"], worker_title(name, rs["workerrole"] or ""))
             self.log(f"[DEBUG][1] [{name}] ({new}) Worker process {rs['workerpid']} stopped.")
             rs["workerpid"], rs["workerrole"] = 0, None
+            worker_gone(rs)
         rs["connected"] = False
         rs["syncing"] = False
         rs["status"] = None
         if new == "primary":
-            meta = rs["meta"]
-            if meta["resuid"] == 0:  # primary.c init_resuid()
-                meta["resuid"] = int.from_bytes(os.urandom(8), "big") or 1
-            meta["prevrole"] = "primary"
+            rs["meta"]["prevrole"] = "primary"
         self.reconcile(st, name)
-        self.fire(st, ["role", name, old, new])
+        self.fire(st, ["role", name, old, new], exec_path=exec_path)
         return old
 
     def stop_all(self, st: dict[str, Any]) -> None:
@@ -336,6 +371,7 @@ class NodeStore:
                 stop_pid(rs["workerpid"], worker_title(name, rs["workerrole"] or ""))
             rs.update(role="init", connected=False, syncing=False, status=None,
                       workerpid=0, workerrole=None)
+            worker_gone(rs)
             self.remove_dev(st["config"]["resources"][name]["provname"])
 
     # hooks -------------------------------------------------------------------------
@@ -346,18 +382,22 @@ class NodeStore:
         path = (res or {}).get("exec") or cfg.get("exec")
         return path or None
 
-    def fire(self, st: dict[str, Any], words: list[str]) -> int | None:
+    def fire(self, st: dict[str, Any], words: list[str],
+             exec_path: str | None = None) -> int | None:
         """hook_exec(): run the exec program detached, reaped and logged by a reaper.
 
         `st` must be held under the write lock (the hook sequence number lives there).
         Returns the hook's sequence number, or None when no exec is configured.
         The call returns once the hook process exists, so hooks start in firing order.
+        argv[0] is the full path (hooks.c since FreeBSD 11), or its basename when the
+        node plays FreeBSD 10 (config argv0 "basename"). exec_path: see change_role().
         """
         if not st["hastd"]["running"]:
             raise SimError(f"hastd is not running: nothing would fire {' '.join(words)!r}")
-        self._append(self.events_file, json.dumps({"words": words, "time": time.time()}))
+        self._append(self.events_file, json.dumps({"words": words, "time": time.time(),
+                                                   "sim": st.get("clock", 0.0)}))
         resource = words[1] if len(words) > 1 else None
-        path = self.exec_for(st, resource)
+        path = self.exec_for(st, resource) if exec_path is None else (exec_path or None)
         if path is None:
             return None
         st["seq"] += 1
@@ -368,8 +408,10 @@ class NodeStore:
             prefix = f"[{resource}] ({st['resources'][resource]['role']}) "
         self.log(f"[DEBUG][1] {prefix}Executing hook: {comm}")
         record = self.hooks_dir / f"{seq:06d}.json"
+        argv0 = c_basename(path) if st["config"].get("argv0") == "basename" else path
         spec = {
-            "seq": seq, "path": path, "words": words, "comm": comm, "prefix": prefix,
+            "seq": seq, "path": path, "argv0": argv0, "words": words, "comm": comm,
+            "prefix": prefix,
             "env": st["hastd"]["env"], "log": str(self.log_file),
             "report_interval": st["config"]["report_interval"], "state": "pending",
             "pid": None, "exitcode": None, "signal": None, "fired": time.time(),

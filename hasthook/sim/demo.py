@@ -9,7 +9,10 @@ receiver got, so it shows what a real pair would record and send.
 
 Intervals are shortened so it runs in seconds: hastd's 10 s split-brain retry
 becomes 1 s, the recovery's delay 500 ms, group_wait 500 ms (2 s for a
-link loss, long enough for a 20-resource burst to be one message).
+link loss, long enough for a 20-resource burst to be one message). Waits
+hastd itself sleeps through (a reconnection 10 s after a reload, the
+secondary's 20 s timeout after a cable pull) pass in simulated time.
+Lines marked `hastd:` are from the node's hastd log.
 """
 
 from __future__ import annotations
@@ -206,10 +209,13 @@ class Demo:
 
     # -- running a phase ---------------------------------------------------------
 
-    def phase(self, number: int, title: str, play: Callable[[], Any], fold: bool = False) -> Any:
+    def phase(self, number: int, title: str, play: Callable[[], Any], fold: bool = False,
+              hastd: tuple[str, ...] = ()) -> Any:
         """Play a scenario, wait until every hook is done and the outboxes are empty,
-        then print what the nodes recorded and what the receiver got, in time order."""
+        then print what the nodes recorded and what the receiver got, in time order,
+        and the hastd log lines of the phase that contain one of `hastd`."""
         self.say(f"\n{number}. {title}")
+        logged = {h: len(n.log_lines()) for h, n in self.cluster.nodes.items()}
         result = play()
         self.cluster.wait_hooks(PHASE_TIMEOUT)
         try:
@@ -223,6 +229,10 @@ class Demo:
         for _, text in sorted(lines, key=lambda x: x[0]):
             for line in text:
                 self.say(line)
+        for h, node in self.cluster.nodes.items():
+            for line in node.log_lines()[logged[h]:]:
+                if any(needle in line for needle in hastd):
+                    self.say(f"{'':10}{h}  hastd: {line}")
         return result
 
     def event_lines(self, r: dict[str, Any]) -> list[str]:
@@ -315,17 +325,26 @@ class Demo:
 
         self.phase(1, f"hastd starts: {RES} becomes primary on host1, secondary on host2",
                    lambda: (h1.set_role(RES, "primary"), h2.set_role(RES, "secondary")))
-        self.phase(2, "the nodes connect; host2 is new, so a full synchronization starts",
-                   lambda: c.connect(RES))
-        self.phase(3, "the link drops mid-sync and comes back; the sync resumes and "
-                      "completes", self.link_loss_and_return)
+        self.phase(2, "the nodes connect for the first time: a new pair gets its resource "
+                      "ID and has nothing to copy (no syncstart)",
+                   lambda: c.connect(RES), hastd=("Nodes are in sync", "Connected to"))
+        self.phase(3, "host2 drops out while host1 keeps writing; on reconnecting the sync "
+                      "starts, the link drops mid-sync and comes back; the sync resumes and "
+                      "completes", self.link_loss_and_return,
+                   hastd=("Synchronization started",))
         sb = self.phase(4, "split-brain: the link drops, both nodes write, and on "
                            f"reconnecting hastd finds {RES}'s data diverged (retrying "
                            f"every {SPLIT_BRAIN_RETRY:g}s, as it does every 10s)",
                         self.split_brain)
+        self.phase(5, f"config reload: an admin raises {RES}'s timeout in host2's hast.conf "
+                      "and sends hastd SIGHUP; hastd restarts the resource (role secondary "
+                      "-> init -> secondary), host1 sees the disconnect and reconnects 10s "
+                      "later", self.reload,
+                   hastd=("configuration was modified", "Configuration reloaded"))
         burst_start = (time.time(), len(self.sink.requests))
-        self.phase(5, f"a cable pull: all {len(self.names)} resources lose the link at once; "
-                      "hastd fires disconnect for each, on both nodes",
+        self.phase(6, f"a cable pull: all {len(self.names)} resources lose the link at once; "
+                      "host2 gives up on each after 20s, idle host1 later still; disconnect "
+                      "for each, on both nodes",
                    lambda: c.link_loss(dirty_extents=0), fold=True)
         self.check(sb, *burst_start)
         return self.summary()
@@ -350,12 +369,25 @@ class Demo:
 
     def link_loss_and_return(self) -> None:
         c = self.cluster
+        c.disconnect(RES)          # disconnect on both
+        c.host1.write(RES, 64)     # 128MB host2 has not seen
+        self.recorded()
+        self.delivered()           # host2 stays away until the alerts are out
+        c.connect(RES)             # connect on both; syncstart
+        self.recorded()
         c.disconnect(RES)          # disconnect on both; syncintr on the primary
         self.recorded()
-        self.delivered()           # the link stays down until the alerts are out
+        self.delivered()
         c.connect(RES)             # connect on both; the sync resumes
         self.recorded()
         c.sync_done(RES)
+
+    def reload(self) -> None:
+        c = self.cluster
+        c.reload("host2", RES, timeout=40, reconnect=False)
+        self.recorded()            # the 10 s until host1's next try: the hooks run
+        c.advance(10)
+        c.connect(RES)
 
     def split_brain(self) -> Any:
         c = self.cluster

@@ -2,8 +2,11 @@
 
 Output, messages and exit statuses follow sbin/hastctl/hastctl.c, sbin/hastd/control.c
 and pjdlog's stderr format (`[ERROR] ...`, `[WARNING] [NAME] ...`). `dump` and `create`
-work without hastd; `role`, `list` and `status` need it. The node directory comes from
-the wrapper script (SimNode.hastctl_path) or HASTHOOK_SIM_NODE.
+work without hastd; `role`, `list` and `status` need it. `create` takes no lock: on a
+resource in use it rewrites the metadata under the running worker (see core.py). A worker
+that cannot answer fails `list`/`status` as a whole (exit 70, nothing on stdout); a
+metadata read error fails `dump` with exit 255. The node directory comes from the
+wrapper script (SimNode.hastctl_path) or HASTHOOK_SIM_NODE.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from hasthook.sim.core import (
     NodeStore,
     fresh_meta,
     stop_pid,
+    worker_gone,
     worker_title,
 )
 from hasthook.units import humanize
@@ -34,7 +38,8 @@ TYPE_CHECKING = False  # typing costs a fifth of the startup of a hastctl call
 if TYPE_CHECKING:
     from typing import Any
 
-EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_OSERR, EX_CONFIG = 64, 65, 66, 71, 78
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_OSERR, EX_CONFIG = 64, 65, 66, 70, 71, 78
+DUMP_FAILED = 255  # control_dump(): exit(-1) when metadata_read() fails
 EHAST_NOENTRY = 1
 
 USAGE = (
@@ -180,9 +185,25 @@ def _connect(store: NodeStore, st: dict[str, Any], out: _Out) -> None:
         raise _Exit(EX_OSERR)
 
 
+def _top_level_error(st: dict[str, Any], names: list[str]) -> int:
+    """control_status_worker(): a worker that cannot answer sets the reply's top-level
+    error; hastctl then prints nothing for any resource."""
+    faults = st["faults"].get("status", {})
+    for name in names:
+        rs = st["resources"].get(name)
+        error = faults.get(name, faults.get("*"))
+        if rs is not None and rs["workerpid"] and error:
+            return int(error)
+    return 0
+
+
 def _cmd_list(store: NodeStore, args: list[str], out: _Out, table: bool) -> int:
     with store.locked(write=False) as st:
         _connect(store, st, out)
+        error = _top_level_error(st, _names(st, args))
+        if error:
+            out.err.append(f"[ERROR] Error {error} received from hastd.\n")
+            return EX_SOFTWARE
         ret = 0
         header = False
         for name in _names(st, args):
@@ -201,15 +222,25 @@ def _cmd_list(store: NodeStore, args: list[str], out: _Out, table: bool) -> int:
 
 
 def _cmd_dump(store: NodeStore, args: list[str], out: _Out) -> int:
+    """control_dump(): the on-disk metadata; a failed metadata_read() is exit(-1), its
+    message without the [NAME] prefix (dump_one() sets none)."""
     st = store.read()
     ec = 0
     names = st["config"]["order"] if not args or args == ["all"] else args
+    faults = st["faults"].get("dump", {})
     for name in names:
         if name not in st["resources"]:
             out.err.append(f"[ERROR] Unknown resource {name}.\n")
             ec = ec or EX_DATAERR
             continue
-        out.out.append(render_dump_block(name, st["resources"][name]["meta"]))
+        failure = faults.get(name) or faults.get("*")
+        if failure:
+            path = st["config"]["resources"][name]["localpath"]
+            out.err.append(f"[ERROR] Unable to open {path}: {failure}.\n")
+            ec = ec or DUMP_FAILED
+            continue
+        rs = st["resources"][name]
+        out.out.append(render_dump_block(name, rs.get("disk_meta") or rs["meta"]))
     return ec
 
 
@@ -252,6 +283,7 @@ def _worker_exits(store: NodeStore, st: dict[str, Any], name: str) -> None:
               f"(pid={pid}, exitcode={EX_NOINPUT}).")
     store.log(f"[INFO] [{name}] (primary) Changing resource role back to init.")
     rs.update(role="init", workerpid=0, workerrole=None, connected=False)
+    worker_gone(rs)
     store.reconcile(st, name)
 
 
@@ -269,12 +301,15 @@ def _cmd_create(store: NodeStore, args: list[str], opts: dict[str, int], out: _O
 
 
 def _create_one(st: dict[str, Any], name: str, opts: dict[str, int], out: _Out) -> int:
-    """create_one(): open the local component read-write, then write fresh metadata."""
+    """create_one(): open the local component read-write, then write fresh metadata.
+
+    Nothing is locked and GEOM does not open the provider exclusively, so a running
+    worker does not stop it: the metadata goes to disk under the worker, which keeps
+    its own copy (and its resource ID) until it stops or writes it back.
+    """
     spec, rs = st["config"]["resources"][name], st["resources"][name]
     faults = st["faults"]["create"]
     failure = faults.get(name) or faults.get("*")
-    if not failure and rs["role"] != "init":
-        failure = "Device busy"  # the running worker has the provider open
     if failure:
         out.err.append(f"[ERROR] [{name}] Unable to open {spec['localpath']}: {failure}.\n")
         return EX_NOINPUT
@@ -292,10 +327,13 @@ def _create_one(st: dict[str, Any], name: str, opts: dict[str, int], out: _Out) 
         out.err.append(f"[ERROR] [{name}] Extent size ({extentsize}) is not multiple of "
                        f"sector size ({SECTORSIZE}).\n")
         return EX_DATAERR
-    generation = rs["meta"]["generation"] + 1
-    rs["meta"] = fresh_meta(mediasize, extentsize, opts.get("k") or HAST_KEEPDIRTY)
-    rs["meta"]["generation"] = generation
-    rs["dirty_extents"] = 0
+    meta = fresh_meta(mediasize, extentsize, opts.get("k") or HAST_KEEPDIRTY)
+    meta["generation"] = (rs.get("disk_meta") or rs["meta"])["generation"] + 1
+    if rs["workerpid"]:
+        rs["disk_meta"] = meta
+    else:
+        rs["meta"] = meta
+        rs["dirty_extents"] = 0  # the activemap is zeroed too
     return 0
 
 

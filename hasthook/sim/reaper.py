@@ -2,9 +2,10 @@
 
 Run as `python -I -S reaper.py RECORD`: standard library only, so it starts fast and is
 not influenced by the caller's Python environment. It detaches (double fork, new
-session), forks the hook as hook_execv() does (argv[0] = basename(path), stdio on
-/dev/null, other descriptors closed, empty signal mask), prints the hook's pid to the
-spawner, then waits for it like hastd's SIGCHLD handling and logs with hastd's wording.
+session), forks the hook as hook_execv() does (argv[0] as the record says: the full path
+since FreeBSD 11, basename(path) before; stdio on /dev/null, other descriptors closed,
+empty signal mask), prints the hook's pid to the spawner, then waits for it like hastd's
+SIGCHLD handling and logs with hastd's wording.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ import sys
 import time
 
 EX_SOFTWARE = 70
-
-
-def _basename(path: str) -> str:
-    stripped = path.rstrip("/")
-    return stripped.rsplit("/", 1)[-1] if stripped else "/"
 
 
 def _log(path: str, line: str) -> None:
@@ -53,7 +49,7 @@ def _child(spec: dict) -> None:
         os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
         path = spec["path"]
         try:
-            os.execve(path, [_basename(path), *spec["words"]], spec["env"])
+            os.execve(path, [spec.get("argv0") or path, *spec["words"]], spec["env"])
         except OSError as e:
             _log(spec["log"], f"[ERROR] {spec['prefix']}Unable to execute {path}: "
                               f"{os.strerror(e.errno or 0)}.")

@@ -20,13 +20,28 @@ def test_demo_runs_from_root_and_tells_the_whole_story():
     assert r.returncode == 0, out + r.stderr
     assert "hasthook-exec for every event" in out
     # the life of the pair, in order
-    steps = ["1. hastd starts", "2. the nodes connect", "3. the link drops",
-             "4. split-brain", "5. a cable pull", "Summary"]
+    steps = ["1. hastd starts", "2. the nodes connect for the first time", "3. host2 drops out",
+             "4. split-brain", "5. config reload", "6. a cable pull", "Summary"]
     assert [out.index(s) for s in steps] == sorted(out.index(s) for s in steps)
+    phase = {s: out[out.index(s):out.index(steps[i + 1])] for i, s in enumerate(steps[:-1])}
     # events per host, with the rules they matched
     assert re.search(r"host1  role init -> primary .*rules: role-changes", out)
     assert re.search(r"host1  syncintr .*rules: sync-interrupted", out)
     assert re.search(r"host2  split-brain .*rules: split-brain-recover, split-brain", out)
+    # a brand-new pair: an ID at the first connection, nothing to copy
+    first = phase["2. the nodes connect for the first time"]
+    assert re.search(r"host1  connect ", first) and re.search(r"host2  connect ", first)
+    assert not re.search(r"host\d  syncstart", first)
+    assert "host1  hastd: [INFO] [shared1] (primary) Nodes are in sync." in first
+    # the reload: hastd restarts the changed secondary resource; host1 reconnects
+    reload = phase["5. config reload"]
+    assert re.search(r"host2  role secondary -> init shared1 .*rules: role-changes", reload)
+    assert re.search(r"host2  role init -> secondary shared1 .*rules: role-changes", reload)
+    assert reload.index("role secondary -> init") < reload.index("role init -> secondary")
+    assert re.search(r"host1  disconnect .*rules: link-loss", reload)
+    assert re.search(r"host1  connect ", reload) and re.search(r"host2  connect ", reload)
+    assert ("host2  hastd: [INFO] Resource shared1 configuration was modified, restarting it."
+            in reload)
     # the recovery: on the secondary only, the article's three steps, its syslog line
     assert "recover: RECOVERED" in out
     for step in ("hastctl role init shared1 -> exit 0", "hastctl create shared1 -> exit 0",
