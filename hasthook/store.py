@@ -121,7 +121,7 @@ SCHEMA = [
         detail TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS recoveries_resource ON recoveries(resource, started)",
-    # The outbox (hasthook/deliver.py): a message is a row before any network
+    # The outbox (hasthook/delivery/outbox.py): a message is a row before any network
     # I/O, so an alert outlives the hook that raised it. `due` is when it may
     # go (group_wait, then backoff); `sending` rows carry a lease so a
     # deliverer killed mid-send leaves them to the next one; `delivered` lists

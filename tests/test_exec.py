@@ -151,7 +151,7 @@ def test_events_spooled_meanwhile_are_told_once_not_acted_on(write_config, tmp_p
 
 
 HEAVY = ("dataclasses", "inspect", "typing", "hashlib", "yaml", "jsonschema", "apprise",
-         "hasthook.deliver")
+         "hasthook.delivery")
 
 
 def test_a_quiet_event_imports_nothing_heavy(write_config):

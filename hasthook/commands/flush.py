@@ -7,7 +7,7 @@ failed and wait for a retry.
 
 It also prunes the history settings.retention lets go (at most hourly), and
 re-sends each open condition to Alertmanager channels with a fresh
-endsAt (hasthook/alertmanager.py), which keeps those alerts active while the
+endsAt (hasthook/delivery/alertmanager.py), which keeps those alerts active while the
 condition lasts; so every minute, not less often than a channel's `ttl`.
 """
 

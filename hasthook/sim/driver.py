@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 import hasthook
-from hasthook.hast import humanize
 from hasthook.hastconf import HastConfError
 from hasthook.sim import conf
 from hasthook.sim.core import (
@@ -73,6 +72,7 @@ from hasthook.sim.core import (
     worker_gone,
     worker_title,
 )
+from hasthook.units import humanize
 
 __all__ = ["ResourceSpec", "SimCluster", "SimError", "SimNode", "SplitBrainResult", "is_alive",
            "wait_for"]

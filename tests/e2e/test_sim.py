@@ -990,7 +990,7 @@ def test_a_worker_that_cannot_answer_fails_list_and_status_as_a_whole(node):
     assert ctl(node, "list", "storage")[0] == 0  # no worker asked: no error
     r = node.run("status")
     assert (r.returncode, r.stdout) == (70, "")
-    res, result = Hastctl(node.hastctl_path).list()
+    res, result = Hastctl(node.hastctl_path, 10).list()
     assert res == {} and result.rc == 70
 
 
