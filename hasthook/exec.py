@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 
 from . import sysexits
 from .errors import TimeBox, UsageError
@@ -60,14 +61,23 @@ def argv_text(argv: list[str]) -> list[str]:
 def run(argv: list[str], config_path: str | None = None) -> int:
     """Handle one event; returns the exit status. Raises nothing but TimeBox."""
     from .config import load_for_hook
-    from .config.settings import HASTCTL_SHARE
+    from .config.settings import HASTCTL_SHARE, Settings
     from .log import Log
 
+    # Reading the config counts inside the time box: until it says otherwise, the
+    # default box; a hook waiting for another to validate an edit waits a third of it.
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, Settings.hook_timeout)
     argv = argv_text(argv)
-    cfg, config_error = load_for_hook(config_path)
+    cfg, config_error = load_for_hook(config_path, wait=Settings.hook_timeout / HASTCTL_SHARE)
     settings = cfg.settings
+    box = max(0.001, settings.hook_timeout - (time.monotonic() - started))
+    signal.setitimer(signal.ITIMER_REAL, box)
     global _log
     log = _log = Log.from_settings(settings)
+    if cfg.origin == "file":
+        log.info(f"config {cfg.path} changed: validated, and cached for the next events")
     if config_error:
         log.crit(f"config: {config_error}; " + (
             "running on the last good copy" if cfg.origin == "last-good"
@@ -80,10 +90,6 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     if not ev.known:
         log.warning(f"[{ev.resource}] unknown event {ev.event!r} from hastd, argv "
                     f"{json.dumps(argv)}; recorded as-is")
-
-    box = settings.hook_timeout
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, box)
 
     from .hast import Hastctl, enrich
 

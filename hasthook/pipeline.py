@@ -236,6 +236,7 @@ class Pipeline:
             self.pending.append(h)
         else:
             self.run(h)
+            self.deliver(wait=False)  # what is due now (group_wait 0s); the rest waits
         assert h.event_id is not None
         return h.event_id
 
@@ -251,15 +252,26 @@ class Pipeline:
 
     # -- what goes on around events -------------------------------------------------
 
-    def deliver(self) -> None:
+    def deliver(self, wait: bool = True) -> None:
         """Send what is due, this run's messages and any left by other runs, within the
-        time box; what cannot go now stays queued for the next run or `hasthook flush`."""
+        time box; what cannot go now stays queued for the next run or `hasthook flush`.
+
+        Only the holder of the delivery lock delivers. It is taken before anything of
+        the deliverer is imported: in a burst of hooks the others commit their rows and
+        leave at once, loading neither the outbox code nor apprise (the holder sends
+        their rows). `wait`: stay for rows still inside their group_wait.
+        """
+        from .store import DELIVERY_LOCK
+
         try:
             if self.store.outbox_due() == (None, None, None):
-                return  # nothing queued: most events; skip importing the deliverer
+                return  # nothing queued: most events
+            held = self.store.lock(DELIVERY_LOCK)
+            if held is None:
+                return  # another process delivers, our rows included
             from .delivery.outbox import drain
 
-            drain(self.store, self.cfg, self.log)
+            drain(self.store, self.cfg, self.log, held=held, wait=wait)
         except TimeBox:
             raise
         except Exception as e:  # noqa: BLE001 - the messages wait in the outbox

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 DB_NAME = "hasthook.db"
+DELIVERY_LOCK = "deliver"  # state_dir/deliver.lock: held by the one process delivering
 # SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged (not locked, full or read-only).
 DAMAGED = (11, 26)
 BUSY_TIMEOUT_MS = 15000
@@ -271,6 +272,17 @@ class Store:
                 except FileNotFoundError:
                     pass
             return aside
+
+    def lock(self, name: str) -> FileLock | None:
+        """Take state_dir/NAME.lock without waiting (e.g. `deliver`: one deliverer at a
+        time); None when another process holds it."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        held = FileLock(os.path.join(self.state_dir, f"{name}.lock"))
+        if not held.acquire(wait=False):
+            held.close()
+            return None
+        held.mark_owner()
+        return held
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

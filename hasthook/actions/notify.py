@@ -18,6 +18,7 @@ import sqlite3
 import time
 
 from .. import render
+from ..config.loader import is_alertmanager
 from ..rules import INTERNAL_RULE
 from ..units import format_duration, parse_duration
 from . import Context, outcome
@@ -62,19 +63,9 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
             "event": ev.event, "resource": ev.resource, "host": ev.host,
             "title": title, "body": body,
             # Alertmanager holds an alert until told it ended: always resolve there.
-            "send_resolved": bool(rule.get("send_resolved")) or _alertmanager(spec),
+            "send_resolved": bool(rule.get("send_resolved")) or is_alertmanager(spec),
             "due": ctx.now + _group_wait(rule, cfg.settings)})
     return rows
-
-
-def _alertmanager(spec: Any) -> bool:
-    """alertmanager.is_channel, importing that module (urllib, ipaddress, base64) only
-    for a mapping: each hook of a burst renders a message, most to plain URLs."""
-    if not isinstance(spec, dict):
-        return False
-    from ..delivery import alertmanager
-
-    return alertmanager.is_channel(spec)
 
 
 def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
@@ -96,19 +87,13 @@ def _landed(row: dict[str, Any], event_time: float) -> dict[str, Any]:
 
 
 def execute(params: Any, ctx: Context) -> dict[str, Any]:
-    """Send what is due now (group_wait 0s); the rest goes at the end of the hook run."""
-    rows = messages(params, ctx)
-    channels = ", ".join(r["channel"] for r in rows)
+    """The messages are in the outbox already (prepare); the pipeline delivers them once
+    every job has run (pipeline.Pipeline.deliver), so a burst has one deliverer."""
     if ctx.dry_run:
-        return outcome("notify", True, f"would queue for {channels}",
+        rows = messages(params, ctx)
+        return outcome("notify", True, f"would queue for {', '.join(r['channel'] for r in rows)}",
                        messages=[{k: r[k] for k in ("channel", "title", "body")} for r in rows])
-    from ..delivery.outbox import drain
-
-    rep = drain(ctx.store, ctx.config, ctx.log, wait=False)
-    detail = f"queued for {channels}"
-    if rep.sent or rep.failed:
-        detail += f"; {rep.sent} sent, {rep.failed} failed so far"
-    return outcome("notify", True, detail)
+    return outcome("notify", True, f"queued for {', '.join(_params(params)['channels'])}")
 
 
 def resolved_messages(ctx: Context) -> list[dict[str, Any]]:

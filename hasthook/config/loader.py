@@ -33,6 +33,7 @@ DEFAULT_PATH = "/usr/local/etc/hasthook/rules.yaml"
 ENV_VAR = "HASTHOOK_CONFIG"
 
 LKG_NAME = "config.lkg.json"
+BAD_NAME = "config.bad.json"  # the last file that failed, by its exact text, and why
 
 
 class Config(Record):
@@ -80,6 +81,11 @@ class Config(Record):
         from .. import trust
 
         return trust.problem(self.path) if self.path else None
+
+
+def is_alertmanager(spec: Any) -> bool:
+    """Is this channel spec an Alertmanager cluster (not apprise URLs)?"""
+    return isinstance(spec, dict) and "alertmanager" in spec
 
 
 def find(explicit: str | None = None) -> tuple[str, bool]:
@@ -200,32 +206,50 @@ def _state_dir_hint(text: str) -> str:
     return m.group(1) if m else Settings.state_dir
 
 
-def read_last_good(state_dir: str) -> dict[str, Any] | None:
+def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(state_dir, LKG_NAME), encoding="utf-8") as f:
+        fd = os.open(os.path.join(state_dir, name), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as f:
             saved = json.load(f)
     except (OSError, ValueError):
         return None
-    return saved if isinstance(saved, dict) and isinstance(saved.get("data"), dict) else None
+    return saved if isinstance(saved, dict) else None
+
+
+def read_last_good(state_dir: str) -> dict[str, Any] | None:
+    saved = _read_json(state_dir, LKG_NAME)
+    return saved if saved and isinstance(saved.get("data"), dict) else None
+
+
+def _save(state_dir: str, name: str, record: dict[str, Any]) -> None:
+    """Keep a record in the state dir (0600, whole or not at all, no symlink followed)."""
+    from .. import files
+
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    files.write(os.path.join(state_dir, name), json.dumps(record).encode())
 
 
 def save_last_good(state_dir: str, source: str, text: str, data: dict[str, Any]) -> None:
-    """Keep a validated config (0600, written whole then renamed: never half a file)."""
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    path = os.path.join(state_dir, LKG_NAME)
-    tmp = f"{path}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"source": source, "text": text, "saved": time.time(), "data": data}, f)
-    os.replace(tmp, path)
+    """Keep a validated config, keyed by the file's exact text."""
+    _save(state_dir, LKG_NAME, {"source": source, "text": text, "saved": time.time(),
+                                "data": data})
 
 
-def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
+def _same(saved: dict[str, Any] | None, source: str, exact: str) -> bool:
+    return saved is not None and saved.get("text") == exact and saved.get("source") == source
+
+
+def load_for_hook(explicit: str | None = None, wait: float = 10.0
+                  ) -> tuple[Config, str | None]:
     """The config hasthook-exec runs on, and the error that made it fall back, if any.
 
-    Never raises. Unchanged file: the cached JSON, no YAML, no jsonschema.
-    Changed and valid: validated, used, and cached. Broken: the last good copy
-    (else the built-in defaults, keeping the file's state_dir if it can be read).
+    Never raises. Unchanged file: the cached JSON, no YAML, no jsonschema. Changed:
+    validated once per edit, by the first hook to get the state dir's config.lock
+    (the others wait for it, at most `wait` seconds, then use its result; past that
+    they run on the last good copy); cfg.origin is "file" in the hook that
+    validated it. Broken: the last good copy (else the built-in defaults, keeping
+    the file's state_dir if it can be read), and the verdict is kept by the file's
+    exact text, so a broken file costs later hooks no more than an unchanged one.
     """
     path, named = find(explicit)
     try:
@@ -233,19 +257,66 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
             raw = f.read()
     except OSError as e:
         if not named and isinstance(e, FileNotFoundError):
-            return from_data({}, None), None
+            cfg = from_data({}, None)
+            cfg.origin = "defaults"  # no file: nothing to validate
+            return cfg, None
         return _fallback(path, Settings.state_dir, None,
                          f"{path}: {e.strerror}")
     # The cache is keyed by the file's exact text (any bytes, kept by surrogateescape):
     # comparing a few KB costs nothing, where hashlib costs loading OpenSSL.
     source, exact = os.path.abspath(path), raw.decode("utf-8", "surrogateescape")
-    text = raw.decode("utf-8", "replace")
-    state_dir = _state_dir_hint(text)
+    state_dir = _state_dir_hint(raw.decode("utf-8", "replace"))
+    found = _cached(path, state_dir, source, exact)
+    if found is not None:
+        return found
+    from ..proc import FileLock
+
+    lock = None
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        lock = FileLock(os.path.join(state_dir, "config.lock"))
+        if not lock.acquire(wait=wait):
+            saved = read_last_good(state_dir)
+            if saved:  # another hook is still validating the edit: run on what was good
+                cfg = from_data(saved["data"], path)
+                cfg.origin = "last-good"
+                return cfg, None
+        else:
+            found = _cached(path, state_dir, source, exact)  # validated while we waited
+            if found is not None:
+                return found
+    except OSError:
+        pass  # no lock to be had: validate anyway
+    try:
+        return _validate(path, state_dir, source, exact)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _cached(path: str, state_dir: str, source: str, exact: str
+            ) -> tuple[Config, str | None] | None:
+    """The verdict kept for this exact text: the valid config, or the fallback and error."""
     saved = read_last_good(state_dir)
-    if saved and saved.get("text") == exact and saved.get("source") == source:
+    if saved and _same(saved, source, exact):
         cfg = from_data(saved["data"], path)
         cfg.origin = "cache"
         return cfg, None
+    bad = _read_json(state_dir, BAD_NAME)
+    if bad and _same(bad, source, exact) and isinstance(bad.get("error"), str):
+        if saved:
+            cfg = from_data(saved["data"], path)
+            cfg.origin = "last-good"
+        else:
+            cfg = from_data({"settings": bad.get("settings") or {}}, path)
+            cfg.origin = "defaults"
+        return cfg, bad["error"]
+    return None
+
+
+def _validate(path: str, state_dir: str, source: str, exact: str
+              ) -> tuple[Config, str | None]:
+    text = exact.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     data: dict[str, Any] = {}
     try:
         data, problems = parse_and_validate(text, path)
@@ -253,7 +324,13 @@ def load_for_hook(explicit: str | None = None) -> tuple[Config, str | None]:
         if errors:
             raise _error(errors)
     except ConfigError as e:
-        return _fallback(path, state_dir, saved, str(e), data.get("settings"))
+        cfg, error = _fallback(path, state_dir, None, str(e), data.get("settings"))
+        try:
+            _save(state_dir, BAD_NAME, {"source": source, "text": exact, "error": error,
+                                        "settings": cfg.data.get("settings")})
+        except OSError:
+            pass  # the next hook judges it again
+        return cfg, error
     cfg = from_data(data, path)
     try:
         save_last_good(cfg.settings.state_dir, source, exact, data)

@@ -40,12 +40,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import redact
+from ..config.loader import is_alertmanager as is_channel
 from ..config.schema import check_url
 from ..event import RESOLVES, enders
 from ..record import Record, fresh
 from ..rules import INTERNAL_RULE
+from ..store import DELIVERY_LOCK
 from ..units import iso, parse_duration
-from .channel import lock, send_all
+from .channel import send_all
 
 API_PATH = "/api/v2/alerts"
 DEFAULT_TTL = 300.0
@@ -69,11 +71,6 @@ ALERTNAMES = {
     "recover": "HastRecovery",
     "failover": "HastFailover",
 }
-
-
-def is_channel(spec: Any) -> bool:
-    """Is this channel spec an Alertmanager cluster (not apprise URLs)?"""
-    return isinstance(spec, dict) and "alertmanager" in spec
 
 
 def alertname(event: str | None, rule: str | None = None, kind: str = "alert") -> str:
@@ -252,7 +249,7 @@ def refresh(store: Any, cfg: Any, log: Any, timeout: float | None = None) -> dic
     if not chans:
         return out
     timeout = timeout or cfg.settings.send_timeout
-    held = lock(store.state_dir)
+    held = store.lock(DELIVERY_LOCK)
     if held is None:
         out["busy"] = True
         return out

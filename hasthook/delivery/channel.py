@@ -8,15 +8,11 @@ so messages reach each channel in the order the database changed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
 
 from ..errors import ConfigError
-from ..proc import FileLock
-
-LOCK_NAME = "deliver.lock"
 
 
 class ChannelError(ConfigError):
@@ -39,14 +35,3 @@ def send_all(jobs: list[tuple[Any, Any]], timeout: float) -> dict[str, str | Non
         th.join(max(0.0, end - time.monotonic()))
     return {t.key: out[t.key] if t.key in out else f"no answer within {timeout:g}s"
             for t, _ in jobs}
-
-
-def lock(state_dir: str) -> FileLock | None:
-    """Take the delivery lock without waiting; None when another process holds it."""
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    held = FileLock(os.path.join(state_dir, LOCK_NAME))
-    if not held.acquire(wait=False):
-        held.close()
-        return None
-    held.mark_owner()
-    return held

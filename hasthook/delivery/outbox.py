@@ -33,11 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..record import Record, fresh
-from .channel import ChannelError, lock, send_all
+from ..store import DELIVERY_LOCK
+from .channel import ChannelError, send_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..config.settings import Settings
+    from ..proc import FileLock
 
 RETRY_BASE = 10.0     # the first retry waits 5-10 s ...
 RETRY_CAP = 900.0     # ... doubling up to 7.5-15 min
@@ -109,13 +111,14 @@ def has_work(store, deadline: float, everything: bool = False, wait: bool = True
 
 
 def drain(store, cfg, log, *, deadline: float | None = None, everything: bool = False,
-          wait: bool = True) -> Report:
+          wait: bool = True, held: FileLock | None = None) -> Report:
     """Deliver what is due, if no other process is delivering.
 
     `wait`: stay to send rows still inside their group_wait, until `deadline`
     (monotonic; default: what is left of the hook's time box, or a whole
     settings.hook_timeout, less a margin). `everything`:
-    send all pending rows at once, ignoring group_wait and backoff.
+    send all pending rows at once, ignoring group_wait and backoff. `held`: the
+    delivery lock, already taken by the caller (who then imported this module).
     """
     pol = cfg.settings
     if deadline is None:  # inside hasthook-exec, the time box's alarm is already armed
@@ -123,14 +126,14 @@ def drain(store, cfg, log, *, deadline: float | None = None, everything: bool = 
         deadline = time.monotonic() + (left or pol.hook_timeout) - MARGIN
     report = Report()
     while deadline - time.monotonic() >= MIN_SEND and has_work(store, deadline, everything, wait):
-        held = lock(store.state_dir)
-        if held is None:
+        lock, held = held or store.lock(DELIVERY_LOCK), None
+        if lock is None:
             report.busy = True
             break
         try:
             _drain_locked(store, cfg, log, pol, deadline, everything, wait, report)
         finally:
-            held.close()
+            lock.close()
         everything = False
     return report
 

@@ -12,7 +12,7 @@ from hasthook import config, redact
 from hasthook.delivery import apprise_target, channel
 from hasthook.delivery import outbox as deliver
 from hasthook.log import Log
-from hasthook.store import Store
+from hasthook.store import DELIVERY_LOCK, Store
 
 
 class Env:
@@ -287,7 +287,7 @@ def test_unknown_channel_stays_queued_with_the_reason(env):
 def test_only_one_process_delivers(env, http):
     env.channels = {"hooks": f"json://{http.base}/j"}
     env.queue("hooks")
-    held = channel.lock(env.state)
+    held = Store(env.state).lock(DELIVERY_LOCK)
     try:
         rep = env.drain()
         assert rep.busy and rep.sent == 0 and http.received() == []

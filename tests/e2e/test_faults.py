@@ -481,6 +481,40 @@ def test_damaged_database_is_set_aside_and_the_admin_told(write_config, tmp_path
         http.down()
 
 
+def test_a_database_whose_tables_are_gone_is_set_aside_like_a_damaged_one(write_config,
+                                                                         tmp_path):
+    """The file is intact but the schema is not (an `events` table dropped): every event
+    would go to the spool for ever. It is set aside, a new database started, the admin
+    told once, and what was spooled meanwhile taken in."""
+    from hasthook import spool
+    from hasthook.event import classify
+
+    http = HttpSink()
+    try:
+        cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"}},
+                           hastctl="/nonexistent", group_wait="0s", syslog=QUIET)
+        state = tmp_path / "state"
+        assert hook(cfg, "connect", "old0") == 0
+        db = sqlite3.connect(state / "hasthook.db")
+        db.execute("DROP TABLE events")
+        db.commit()
+        db.close()
+        assert spool.write(classify(["disconnect", "meanwhile"], "host1"), str(state))
+        procs = [start_hook(cfg, "split-brain", f"new{i}") for i in range(4)]
+        assert [p.wait(120) for p in procs] == [0] * 4
+        assert sorted(events(state)) == sorted(
+            [("disconnect", "meanwhile")] + [("split-brain", f"new{i}") for i in range(4)])
+        [aside] = [p for p in state.iterdir() if p.name.startswith("hasthook.db.damaged-")
+                   and not p.name.endswith(("-wal", "-shm"))]
+        assert spool_files(state) == []
+        assert hasthook(cfg, "flush", "--all").returncode == 0
+        titles = [r["body"]["title"] for r in http.received("/ops")]
+        assert titles.count("hasthook on host1: database damaged") == 1
+        assert aside.name in log_text(state)
+    finally:
+        http.down()
+
+
 def test_database_path_unopenable_spools_in_the_state_dir_until_repaired(write_config,
                                                                          tmp_path, syslog):
     """As root, modes stop nothing: a directory where the database file should be does."""
