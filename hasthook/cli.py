@@ -15,6 +15,8 @@ from .errors import HasthookError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import Config
     from .config.settings import Settings
     from .hast import Hastctl
@@ -96,6 +98,21 @@ class App:
         return Pipeline(self.cfg, self.store, self.log)
 
 
+class _Printable:
+    """A text stream that escapes control characters on their way out (redact.printable)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from .redact import printable
+
+        return self._stream.write(printable(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _common() -> argparse.ArgumentParser:
     """The options every command takes, built anew for each parser: argparse shares a
     parent's actions, so a command that resolves a conflict (dirty's -c/--critical)
@@ -142,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     import sqlite3
 
     app = App(getattr(args, "config", None))
+    # Human output never carries a control character from an event or a config (JSON
+    # escapes its own); `dirty` keeps hastdirty.sh's bytes, which scripts compare.
+    raw = getattr(args._module, "RAW_OUTPUT", False)
+    out, err = sys.stdout, sys.stderr
+    if not raw:
+        sys.stdout, sys.stderr = _Printable(out), _Printable(err)
     try:
         code = args._module.run(args, app)
     except HasthookError as e:
@@ -154,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except BrokenPipeError:
         code = sysexits.EX_OK
+    finally:
+        sys.stdout, sys.stderr = out, err
     if argv is None:
         sys.exit(code)
     return code

@@ -78,6 +78,8 @@ def run(argv: list[str], config_path: str | None = None) -> int:
     log = _log = Log.from_settings(settings)
     if cfg.origin == "file":
         log.info(f"config {cfg.path} changed: validated, and cached for the next events")
+    for refused in cfg.untrusted:
+        log.crit(f"config {cfg.path}: programs refused: {refused}")
     if config_error:
         log.crit(f"config: {config_error}; " + (
             "running on the last good copy" if cfg.origin == "last-good"

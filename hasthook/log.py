@@ -130,13 +130,15 @@ class Log(Levels):
     def _fallback(self, text: str) -> None:
         if not self.fallback_dir:
             return
+        from . import trust
+
         try:
-            os.makedirs(self.fallback_dir, mode=0o700, exist_ok=True)
+            trust.state_dir(self.fallback_dir)
             fd = os.open(os.path.join(self.fallback_dir, "hasthook.log"),
-                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
                 os.write(fd, text.encode("utf-8", "replace"))
             finally:
                 os.close(fd)
-        except OSError:
-            pass
+        except (OSError, trust.Untrusted):
+            pass  # nowhere safe to write: syslog is all there is

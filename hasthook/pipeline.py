@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 # Seconds of the time box kept for spooling when the database is locked.
 SPOOL_MARGIN = 5.0
 PRUNE_EVERY = 3600.0  # retention does real work at most this often
+# hasthook's own alerts about its config: each problem at most hourly (rule state).
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
+UNTRUSTED_RULE = {"name": "(untrusted)", "repeat_interval": "1h"}
 
 
 class Handled(Record):
@@ -177,24 +179,34 @@ class Pipeline:
 
     def _config_alert(self, ev: Event, event_id: int | None, db: sqlite3.Connection,
                       config_error: str | None, after: list[actions.Job]) -> None:
-        """A broken config is alerted through the config in use, at most hourly per error."""
-        from . import rules
-
-        name = CONFIG_ERROR_RULE["name"]
-        if not config_error:
-            if self.cfg.origin == "file":  # just validated after a change: alert anew
-                self.store.resolve_rule(db, name)
-            return
-        key = config_error.split(" (and ")[0]
-        d = rules.decide(CONFIG_ERROR_RULE, self.store.rule_state(db, name, key), ev.time)
-        self.store.save_rule_state(db, name, key, d.state, ev)
-        if d.fire:
+        """A broken config, or programs it names that root will not run, is alerted
+        through the config in use, at most hourly per problem."""
+        if self.cfg.origin == "file":  # just validated after a change: alert anew
+            self.store.resolve_rule(db, CONFIG_ERROR_RULE["name"])
+            self.store.resolve_rule(db, UNTRUSTED_RULE["name"])
+        if config_error:
             using = ("the last good copy" if self.cfg.origin == "last-good"
                      else "the built-in defaults (no good copy yet)")
-            actions.alert(self.context(ev, event_id, after=after), db,
-                          f"hasthook on {ev.host}: config error in {self.cfg.path}",
-                          f"{config_error}\nhasthook-exec runs on {using}; every event is "
-                          "still recorded. Fix the file and run `hasthook check`.")
+            self._hourly(CONFIG_ERROR_RULE, config_error.split(" (and ")[0], ev, event_id,
+                         db, after, f"hasthook on {ev.host}: config error in {self.cfg.path}",
+                         f"{config_error}\nhasthook-exec runs on {using}; every event is "
+                         "still recorded. Fix the file and run `hasthook check`.")
+        if self.cfg.untrusted:
+            self._hourly(UNTRUSTED_RULE, "\n".join(self.cfg.untrusted), ev, event_id, db,
+                         after, f"hasthook on {ev.host}: programs refused in {self.cfg.path}",
+                         "\n".join(self.cfg.untrusted) + "\nRoot runs only what root owns "
+                         "and others cannot change: chown root and chmod go-w the file, the "
+                         "program and the directories above them, then `hasthook check`.")
+
+    def _hourly(self, rule: dict[str, Any], key: str, ev: Event, event_id: int | None,
+                db: sqlite3.Connection, after: list[actions.Job], title: str,
+                body: str) -> None:
+        from . import rules
+
+        d = rules.decide(rule, self.store.rule_state(db, rule["name"], key), ev.time)
+        self.store.save_rule_state(db, rule["name"], key, d.state, ev)
+        if d.fire:
+            actions.alert(self.context(ev, event_id, after=after), db, title, body)
 
     def context(self, ev: Event, event_id: int | None, m: Match | None = None,
                 suppressed: int = 0, after: list[actions.Job] | None = None,
@@ -297,6 +309,20 @@ class Pipeline:
                             f"from {self.store.path}")
         return n
 
+    def reap_recoveries(self) -> int:
+        """Recoveries a dead process left half done, told once each (critical): the next
+        hook, `hasthook flush` and `status` ask, so one is never silent."""
+        if not self.store.recoveries_running():
+            return 0
+        from .actions.recover import publisher
+        from .tools.recover import Recoverer
+
+        rec = Recoverer(self.hastctl(), self.log, self.cfg.settings, self.cfg.hostname,
+                        store=self.store, publish=publisher(self))
+        n = rec.reap()
+        self.flush()
+        return n
+
     def take_spool(self) -> int:
         """Take spooled events in; one alert names them (no rule acts on a late event)."""
         from . import spool
@@ -376,6 +402,10 @@ def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | No
                      + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
             return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
     p.run(h)
+    try:
+        p.reap_recoveries()
+    except Exception as e:  # noqa: BLE001 - the event is in; flush asks again
+        log.error(f"cannot check for interrupted recoveries: {type(e).__name__}: {e}")
     p.deliver()
     store.close()
     return sysexits.EX_OK

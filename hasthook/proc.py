@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -136,8 +137,16 @@ class FileLock:
         self.held = False
 
     def open(self) -> int:
+        """The descriptor; refuses anything but a plain file of ours with one name (a
+        hard link planted to another file would have its content truncated)."""
         if self.fd < 0:
-            self.fd = os.open(self.path, self.flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, self.flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            st = os.fstat(fd)
+            if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1
+                    or st.st_uid not in (0, os.geteuid())):
+                os.close(fd)
+                raise PermissionError(errno.EPERM, "not a private plain file", self.path)
+            self.fd = fd
         return self.fd
 
     def acquire(self, wait: bool | float = True) -> bool:

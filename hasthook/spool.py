@@ -17,6 +17,7 @@ import os
 import stat
 import time
 
+from . import trust
 from .event import Event
 from .proc import FileLock
 
@@ -62,10 +63,13 @@ def write(ev: Event, state_dir: str) -> str | None:
     for i, path in enumerate(paths(state_dir)):
         d = os.path.dirname(path)
         try:
-            os.makedirs(d, mode=0o700, exist_ok=True)
+            if i == 0:
+                trust.state_dir(d)
+            else:
+                os.makedirs(d, mode=0o700, exist_ok=True)
             if (i == 0 or private_dir(d)) and _append(path, data):
                 return path
-        except OSError:
+        except (OSError, trust.Untrusted):
             continue
     return None
 
@@ -155,13 +159,15 @@ def _take(store: Store, state_dir: str, work: str, log: Levels | None
         if rejected:
             bad = os.path.join(state_dir, REJECTED_NAME)
             try:
+                trust.state_dir(state_dir)
                 fd = os.open(bad, _APPEND | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(fd, "ab") as out:
                     out.writelines(rejected)
-            except OSError as e:
+            except (OSError, trust.Untrusted) as e:
                 if log:
                     log.crit(f"{len(rejected)} spooled lines in {work} cannot be recorded "
-                             f"nor moved to {bad}: {e.strerror}; left in place")
+                             f"nor moved to {bad}: {getattr(e, 'strerror', None) or e}; "
+                             "left in place")
                 return taken
             if log:
                 log.crit(f"{len(rejected)} spooled lines cannot be recorded; kept in {bad}")

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import trust
 from .event import Event
 from .proc import FileLock
 from .rules import RuleState
@@ -155,6 +156,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS outbox_age ON outbox(state, created)",
     "CREATE INDEX IF NOT EXISTS outbox_channel ON outbox(channel, kind, event, resource, host)",
     "CREATE INDEX IF NOT EXISTS outbox_sent ON outbox(channel, sent_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_rule ON outbox(rule, created)",
     # Silences (hasthook/silences.py): `resource` is a rule-style pattern (`*`: all),
     # `event` NULL is every event. AUTOINCREMENT: an id in an event's outcome
     # never comes to name a later silence.
@@ -209,6 +211,8 @@ class Store:
         if self.readonly:
             from urllib.parse import quote
 
+            if self.path != ":memory:":
+                trust.state_dir(self.state_dir, create=False)
             if self.path == ":memory:" or not os.path.exists(self.path):
                 db = sqlite3.connect(":memory:", isolation_level=None)
                 for stmt in SCHEMA:
@@ -219,9 +223,11 @@ class Store:
                                      isolation_level=None)
             db.row_factory = sqlite3.Row
             return db
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        trust.state_dir(self.state_dir)
         if not os.path.exists(self.path):
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        elif os.path.islink(self.path):
+            raise trust.Untrusted(f"{self.path} is a symlink; hasthook opens only the file")
         db = sqlite3.connect(self.path, timeout=self.busy_ms / 1000, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout={self.busy_ms}")
@@ -276,7 +282,7 @@ class Store:
     def lock(self, name: str) -> FileLock | None:
         """Take state_dir/NAME.lock without waiting (e.g. `deliver`: one deliverer at a
         time); None when another process holds it."""
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        trust.state_dir(self.state_dir)
         held = FileLock(os.path.join(self.state_dir, f"{name}.lock"))
         if not held.acquire(wait=False):
             held.close()
@@ -506,14 +512,14 @@ class Store:
         if dry_run is not None:
             sql += " AND dry_run = ?"
             args.append(int(dry_run))
-        rows = []
-        for r in self.db.execute(sql + " ORDER BY started DESC, id DESC", args):
-            d = dict(r)
-            for k in ("expect", "steps"):
-                d[k] = json.loads(d[k]) if d[k] else []
-            d["dry_run"] = bool(d["dry_run"])
-            rows.append(d)
-        return rows
+        return [_recovery_row(r)
+                for r in self.db.execute(sql + " ORDER BY started DESC, id DESC", args)]
+
+    def recoveries_running(self) -> list[dict[str, Any]]:
+        """Recovery rows still `running`, of any resource (a dead process may have left
+        some)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT id, resource FROM recoveries WHERE state = 'running'")]
 
     def recovery_reap(self, resource: str, now: float) -> list[dict[str, Any]]:
         """Mark `running` rows as `interrupted` and return them.
@@ -522,7 +528,7 @@ class Store:
         still `running` belongs to a process that died mid-recovery.
         """
         with self.transaction() as db:
-            rows = [dict(r) for r in db.execute(
+            rows = [_recovery_row(r) for r in db.execute(
                 "SELECT * FROM recoveries WHERE resource = ? AND state = 'running'",
                 (resource,))]
             db.execute("UPDATE recoveries SET state = 'interrupted', finished = ?, expect = NULL "
@@ -632,6 +638,17 @@ class Store:
                                "lease_until = NULL, attempts = attempts + 1, last_error = ? "
                                "WHERE id = ?",
                                (o["due"], _json(o["delivered"]), o["error"], o["id"]))
+
+    def outbox_told(self, rule: str, title: str, since: float) -> bool:
+        """Was an alert with this rule and title queued after `since`?"""
+        return self.db.execute("SELECT 1 FROM outbox WHERE rule = ? AND created > ? "
+                               "AND title = ? LIMIT 1", (rule, since, title)).fetchone() \
+            is not None
+
+    def outbox_dead_since(self, since: float) -> int:
+        """How many messages went dead (were given up) having been queued after `since`."""
+        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead' AND "
+                               "created > ?", (since,)).fetchone()[0]
 
     def outbox_list(self, states: tuple[str, ...] = ("pending", "sending", "dead"),
                     limit: int | None = None) -> list[dict[str, Any]]:
@@ -849,6 +866,14 @@ def _rowid(cur: sqlite3.Cursor) -> int:
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _recovery_row(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    for k in ("expect", "steps"):
+        d[k] = json.loads(d[k]) if d[k] else []
+    d["dry_run"] = bool(d["dry_run"])
+    return d
 
 
 def _outbox_row(r: sqlite3.Row) -> dict[str, Any]:

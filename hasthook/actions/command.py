@@ -22,18 +22,17 @@ DEFAULT_TIMEOUT = "10s"
 OUTPUT_LIMIT = 2000
 
 
-def _refusal(ctx: Context) -> str | None:
-    why = ctx.config.unsafe_reason()
-    return f"refused to run commands from {ctx.config.path}: {why}" if why else None
+def _refusal(ctx: Context, argv: list[str]) -> str | None:
+    return ctx.config.refusal(argv[0]) if argv else "empty argv"
 
 
 def prepare(params: dict[str, Any], ctx: Context, db: sqlite3.Connection) -> None:
-    refusal = _refusal(ctx)
+    refusal = _refusal(ctx, argv_for(params, ctx))
     if refusal and not ctx.dry_run:
         ctx.log.crit(f"[{ctx.event.resource}] rule {ctx.rule!r}: {refusal}")
         alert(ctx, db, f"hasthook on {ctx.event.host}: command refused",
-              f"{refusal}. Make the file and its directory owned by root and writable "
-              "only by root (chmod go-w).")
+              f"{refusal}. Make the file, the program and the directories above them "
+              "owned by root and writable only by root (chmod go-w).")
 
 
 def argv_for(params: dict[str, Any], ctx: Context) -> list[str]:
@@ -44,7 +43,7 @@ def argv_for(params: dict[str, Any], ctx: Context) -> list[str]:
 def execute(params: dict[str, Any], ctx: Context) -> dict[str, Any]:
     argv = argv_for(params, ctx)
     limit = params.get("timeout", DEFAULT_TIMEOUT)
-    refusal = _refusal(ctx)
+    refusal = _refusal(ctx, argv)
     if refusal:
         return outcome("command", False, refusal, argv=argv)
     if ctx.dry_run:

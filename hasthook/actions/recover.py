@@ -91,7 +91,8 @@ def execute(params: Any, ctx: Context) -> dict[str, Any]:
     settings = ctx.config.settings
     publish = publisher(ctx.pipeline, ctx.rule, ev)
     rec = Recoverer(ctx.hastctl(), ctx.log, settings, ev.host, store=ctx.store, publish=publish,
-                    refuse_pre=ctx.config.unsafe_reason() if pre else None)
+                    refuse_pre=next(filter(None, (ctx.config.refusal(a[0]) for a in pre if a)),
+                                    None))
     o = rec.run(ev.resource, delay=parse_duration(p["delay"]),
                 restore_role=p.get("restore_role"), dry_run=bool(p.get("dry_run")),
                 pre=pre, limits=Limits(parse_duration(p["cooldown"]), int(p["max_attempts"]),

@@ -15,6 +15,8 @@ from ..errors import HasthookError
 from ..tools import dirty
 from ..units import parse_size
 
+RAW_OUTPUT = True  # the article's hastdirty.sh printed names as they are; scripts compare
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # hastdirty.sh's flags: -h is "human", so help is --help only; and the

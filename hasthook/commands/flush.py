@@ -14,6 +14,8 @@ condition lasts; so every minute, not less often than a channel's `ttl`.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 from .. import sysexits
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace, app) -> int:
     # even when no HAST event comes to do it.
     pipeline = Pipeline(app.cfg, app.store, log)
     pipeline.take_spool()
+    pipeline.reap_recoveries()
     pipeline.retain()
     rep = drain(app.store, app.cfg, log, everything=args.all)
     am = refresh(app.store, app.cfg, log)
@@ -48,4 +51,11 @@ def run(args: argparse.Namespace, app) -> int:
         if am["sent"] or am["failed"]:
             print(f"alertmanager: {am['sent']} open alerts re-sent"
                   + (f", not taken by {', '.join(am['failed'])}" if am["failed"] else ""))
+    # Messages given up lately: a channel is broken and someone must look (queue).
+    dead = app.store.outbox_dead_since(time.time() - app.settings.max_age)
+    if dead:
+        if not args.quiet:
+            print(f"hasthook: {dead} message{'s' if dead != 1 else ''} given up within "
+                  f"settings.max_age; `hasthook queue` lists them", file=sys.stderr)
+        return sysexits.EX_UNAVAILABLE
     return sysexits.EX_TEMPFAIL if rep.failed or am["failed"] else sysexits.EX_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..tools import status as tool
@@ -18,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
+    if os.path.exists(app.store.path):  # a recovery a dead process left half done: tell
+        pipeline = app.pipeline()
+        if pipeline.reap_recoveries():
+            pipeline.deliver(wait=False)
     report = tool.gather(app.hastctl, app.store, app.settings)
     if args.json:
         print(json.dumps(tool.to_json(report), indent=2))

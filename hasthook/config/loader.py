@@ -20,7 +20,7 @@ import socket
 import time
 
 from .. import sysexits
-from ..errors import ConfigError
+from ..errors import ConfigError, HasthookError
 from ..record import Record, fresh
 from .problem import Problem
 from .settings import Settings
@@ -45,6 +45,9 @@ class Config(Record):
     # "file" (just validated), "cache" (unchanged since validated), "last-good"
     # (the file is broken; this is the copy that last passed), or "defaults".
     origin: str = "file"
+    # Programs the settings named that fail the trust rule: the built-in paths run
+    # instead, and hasthook's own alert says so (pipeline).
+    untrusted: list[str] = fresh(list)
 
     @property
     def hostname(self) -> str:
@@ -73,14 +76,51 @@ class Config(Record):
         return list(self.channels) if chans is None else list(chans)
 
     def unsafe_reason(self) -> str | None:
-        """Why commands from this file must not run as root, as cron and sudo judge it.
+        """Why programs this file names must not run as root, as cron and sshd judge it.
 
-        The file and its directory must be owned by root (or by us) and not
-        writable by group or other; else anyone who can edit them runs code as root.
+        The file and every directory above it must be owned by root (or by us) and
+        not writable by group or other; else anyone who can edit them runs code as root.
         """
         from .. import trust
 
         return trust.problem(self.path) if self.path else None
+
+    def refusal(self, program: str) -> str | None:
+        """Why root must not run `program` because this file names it (the file or the
+        program fails the trust rule); None: it may run."""
+        from .. import trust
+
+        why = self.unsafe_reason()
+        if why:
+            return f"refused to run commands from {self.path}: {why}"
+        why = trust.program(program)
+        return f"refused to run {program}: {why}" if why else None
+
+
+def guard_programs(cfg: Config) -> Config:
+    """Settings that name programs root must not run fall back to the built-in paths
+    (/sbin/hastctl still enriches and records every event); cfg.untrusted says why."""
+    from .. import trust
+
+    builtin, s = Settings(), cfg.settings
+    named = {"hastctl": s.hastctl, **{f"commands.{k}": v
+                                      for k, v in s.commands.as_dict().items()}}
+    why_file = cfg.unsafe_reason()
+    bad = {}
+    for key, path in named.items():
+        default = (builtin.hastctl if key == "hastctl"
+                   else getattr(builtin.commands, key.split(".")[1]))
+        if path == default:
+            continue  # the built-in path: not the file's choice
+        why = why_file and f"{cfg.path}: {why_file}" or trust.program(path)
+        if why:
+            bad[key] = default
+            cfg.untrusted.append(f"settings.{key} {path} not run ({why}); {default} instead")
+    if bad:
+        cmds = {k.split(".")[1]: v for k, v in bad.items() if k != "hastctl"}
+        cfg.settings = s.replace(hastctl=bad.get("hastctl", s.hastctl),
+                                 commands=s.commands.replace(**cmds))
+    return cfg
 
 
 def is_alertmanager(spec: Any) -> bool:
@@ -191,7 +231,7 @@ def load(explicit: str | None = None) -> Config:
     data, problems = parse_and_validate(text, path)
     if any(not p.warning for p in problems):
         raise _error(problems)
-    return from_data(data, path)
+    return guard_programs(from_data(data, path))
 
 
 # -- the hook's path: cached, and a last good copy when the file breaks ---------
@@ -223,9 +263,9 @@ def read_last_good(state_dir: str) -> dict[str, Any] | None:
 
 def _save(state_dir: str, name: str, record: dict[str, Any]) -> None:
     """Keep a record in the state dir (0600, whole or not at all, no symlink followed)."""
-    from .. import files
+    from .. import files, trust
 
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    trust.state_dir(state_dir)
     files.write(os.path.join(state_dir, name), json.dumps(record).encode())
 
 
@@ -241,6 +281,13 @@ def _same(saved: dict[str, Any] | None, source: str, exact: str) -> bool:
 
 def load_for_hook(explicit: str | None = None, wait: float = 10.0
                   ) -> tuple[Config, str | None]:
+    """The config hasthook-exec runs on (see _load_for_hook), its programs guarded."""
+    cfg, error = _load_for_hook(explicit, wait)
+    return guard_programs(cfg), error
+
+
+def _load_for_hook(explicit: str | None = None, wait: float = 10.0
+                   ) -> tuple[Config, str | None]:
     """The config hasthook-exec runs on, and the error that made it fall back, if any.
 
     Never raises. Unchanged file: the cached JSON, no YAML, no jsonschema. Changed:
@@ -269,11 +316,12 @@ def load_for_hook(explicit: str | None = None, wait: float = 10.0
     found = _cached(path, state_dir, source, exact)
     if found is not None:
         return found
+    from .. import trust
     from ..proc import FileLock
 
     lock = None
     try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        trust.state_dir(state_dir)
         lock = FileLock(os.path.join(state_dir, "config.lock"))
         if not lock.acquire(wait=wait):
             saved = read_last_good(state_dir)
@@ -285,8 +333,8 @@ def load_for_hook(explicit: str | None = None, wait: float = 10.0
             found = _cached(path, state_dir, source, exact)  # validated while we waited
             if found is not None:
                 return found
-    except OSError:
-        pass  # no lock to be had: validate anyway
+    except (OSError, trust.Untrusted):
+        pass  # no lock to be had: validate anyway (and cache nothing there)
     try:
         return _validate(path, state_dir, source, exact)
     finally:
@@ -328,13 +376,13 @@ def _validate(path: str, state_dir: str, source: str, exact: str
         try:
             _save(state_dir, BAD_NAME, {"source": source, "text": exact, "error": error,
                                         "settings": cfg.data.get("settings")})
-        except OSError:
+        except (OSError, HasthookError):
             pass  # the next hook judges it again
         return cfg, error
     cfg = from_data(data, path)
     try:
         save_last_good(cfg.settings.state_dir, source, exact, data)
-    except OSError:
+    except (OSError, HasthookError):
         pass  # still valid; the next run validates again
     return cfg, None
 

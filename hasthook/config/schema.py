@@ -333,34 +333,77 @@ def _locator(text: str | None):
 
 
 def file_warnings(path: str, data: dict[str, Any], text: str | None) -> list[Problem]:
-    """What is risky about the file itself: secrets others can read, code others can change."""
+    """What is risky about the file and what it names: secrets others can read (a
+    warning), and, as errors, a file or a program root would run or read that fails the
+    trust rule (owned by root, not writable by group or other, nor the directories above)."""
     import stat
 
+    from .. import trust
+
+    findings: list[Finding] = []
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return []
-    findings: list[Finding] = []
     if mode & 0o044:
         secret = next((p for p, url in channel_urls(data) if secret_url(url)), None)
         if secret is not None:
             findings.append((secret, f"this URL holds credentials and {path} is readable by "
                              f"group/other (mode {mode:04o}); chmod 600 {path}", False, True))
-    from .. import trust
-
     why = trust.problem(path)
-    if why and _runs_commands(data):
-        findings.append(([], f"command actions and recovery pre-steps will be refused: {why}",
-                         False, True))
+    if why:
+        findings.append(([], f"{why}: root would run programs named by a file others can "
+                         "change, so the hook ignores its programs (settings.hastctl, "
+                         "commands, command actions, pre steps); fix: chown root and chmod "
+                         "go-w the file and the directories above it", False, False))
+    for where, program in named_programs(data):
+        why = trust.program(program)
+        if why:
+            findings.append((where, f"{why}: root will not run it; fix: chown root and "
+                             f"chmod go-w {program} and the directories above it",
+                             False, False))
+    for where, conf in _apprise_configs(data):
+        why = (trust.problem(conf) if os.path.exists(conf)
+               else f"{conf}: no such file")
+        if why:
+            findings.append((where, f"{why}: the channel cannot send; fix the file or the "
+                             "path", False, False))
     locate = _locator(text)
     return [Problem(path, *locate(p, k), _dotted(p), m, w) for p, m, k, w in findings]
 
 
-def _runs_commands(data: dict[str, Any]) -> bool:
+def named_programs(data: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """Every program the config has root run: settings.hastctl and settings.commands.*,
+    and the argv[0] of each command action and recovery pre step (when not a template)."""
+    settings = data.get("settings")
+    if isinstance(settings, dict):
+        if isinstance(settings.get("hastctl"), str):
+            yield ["settings", "hastctl"], settings["hastctl"]
+        cmds = settings.get("commands")
+        for k, v in (cmds.items() if isinstance(cmds, dict) else ()):
+            if isinstance(v, str):
+                yield ["settings", "commands", k], v
     rules = data.get("rules")
-    for rule in rules if isinstance(rules, list) else []:
-        for action in (rule.get("actions") or []) if isinstance(rule, dict) else []:
-            if isinstance(action, dict) and ("command" in action or (
-                    isinstance(action.get("recover"), dict) and action["recover"].get("pre"))):
-                return True
-    return False
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        acts = rule.get("actions") if isinstance(rule, dict) else None
+        for j, action in enumerate(acts if isinstance(acts, list) else []):
+            if not isinstance(action, dict):
+                continue
+            base = ["rules", i, "actions", j]
+            cmd = action.get("command")
+            argvs = [(base + ["command", "argv", 0], cmd.get("argv"))] \
+                if isinstance(cmd, dict) else []
+            rec = action.get("recover")
+            if isinstance(rec, dict) and isinstance(rec.get("pre"), list):
+                argvs += [(base + ["recover", "pre", k, 0], a) for k, a in enumerate(rec["pre"])]
+            for where, argv in argvs:
+                if isinstance(argv, list) and argv and isinstance(argv[0], str) \
+                        and "{" not in argv[0]:
+                    yield where, argv[0]
+
+
+def _apprise_configs(data: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    channels = data.get("channels")
+    for name, ch in (channels.items() if isinstance(channels, dict) else ()):
+        if isinstance(ch, dict) and isinstance(ch.get("apprise_config"), str):
+            yield ["channels", name, "apprise_config"], ch["apprise_config"]

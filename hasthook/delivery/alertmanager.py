@@ -200,6 +200,10 @@ class Target(Record):
 
     @property
     def key(self) -> str:
+        return f"{self.channel}#alertmanager"
+
+    @property
+    def shown(self) -> str:
         return "alertmanager " + ", ".join(redact.url(u) for u in self.urls)
 
     def compose(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

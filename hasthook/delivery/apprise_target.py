@@ -8,6 +8,7 @@ form hides.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -99,12 +100,14 @@ def body_format(spec: Any) -> str | None:
 
 
 class Target(Record):
-    """One apprise URL of a channel. `key` (its privacy form) names it everywhere."""
+    """One apprise URL of a channel: `key` (channel#N-digest: no URL) names it in the
+    database, `shown` (redact.url of apprise's privacy form) in logs and output."""
 
     key: str
     server: Any
     raw: str
     body_format: str | None = None
+    shown: str = ""
 
     def compose(self, rows: list[dict[str, Any]]) -> Message:
         return compose(rows, self.body_format)
@@ -129,7 +132,7 @@ class Target(Record):
         if ok:
             return None
         why = "; ".join(dict.fromkeys([*lines, exc])).strip("; ")
-        return redact.text(why or "apprise reported a failure", [(self.raw, self.key)])[:500]
+        return redact.text(why or "apprise reported a failure", [(self.raw, self.shown)])[:500]
 
 
 _capture: Any = None  # made by _apprise(): a hook that sends nothing needs no logging
@@ -196,8 +199,14 @@ def targets(name: str, spec: Any) -> list[Target]:
             scheme = url.split("://", 1)[0] if "://" in url else "?"
             raise ChannelError(f"channel {name!r}: URL {i} ({scheme}://...) is not a valid "
                                "apprise URL")
-        out.append(Target(server.url(privacy=True), server, url, body_format(spec)))
+        out.append(Target(name, server, url, body_format(spec),
+                          redact.url(server.url(privacy=True))))
     if conf:
+        from .. import trust
+
+        why = trust.problem(conf) if os.path.exists(conf) else f"{conf}: no such file"
+        if why:  # it is read as root: a file others can change would steer the alerts
+            raise ChannelError(f"channel {name!r}: apprise config refused: {why}")
         ac = apprise.AppriseConfig()
         if not ac.add(conf):
             raise ChannelError(f"channel {name!r}: cannot read apprise config {conf}")
@@ -207,13 +216,12 @@ def targets(name: str, spec: Any) -> list[Target]:
         if not found:
             raise ChannelError(f"channel {name!r}: no URL in {conf}"
                                + (f" tagged {', '.join(tags)}" if tags else ""))
-        out += [Target(s.url(privacy=True), s, s.url(privacy=False), body_format(spec))
-                for s in found]
-    seen: Counter[str] = Counter()
-    for t in out:  # two URLs that differ only in a secret would share a key
-        seen[t.key] += 1
-        if seen[t.key] > 1:
-            t.key += f"#{seen[t.key]}"
+        out += [Target(name, s, s.url(privacy=False), body_format(spec),
+                       redact.url(s.url(privacy=True))) for s in found]
+    import hashlib
+
+    for i, t in enumerate(out, 1):  # stable across runs, and no part of the URL in it
+        t.key = f"{name}#{i}-{hashlib.sha256(t.raw.encode()).hexdigest()[:10]}"
     return out
 
 

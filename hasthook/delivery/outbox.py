@@ -96,7 +96,8 @@ def test_channel(cfg, name: str, timeout: float) -> dict[str, str | None]:
            "body": f"A test from `hasthook notify-test {name}` on {cfg.hostname} at "
                    f"{time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(now))}. If you "
                    "read this, the channel works."}
-    return send_all([(t, t.compose([row])) for t in tgts], timeout)
+    results = send_all([(t, t.compose([row])) for t in tgts], timeout)
+    return {t.shown: results[t.key] for t in tgts}
 
 
 
@@ -178,6 +179,7 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
     except ChannelError as e:
         tgts, errors["*"] = [], str(e)
         report.failed += 1
+        _tell_broken(store, cfg, log, channel, str(e))
     by_id = {r["id"]: r for r in rows}
     jobs = []
     for t in tgts:  # each URL gets the rows it has not taken yet: usually all
@@ -192,16 +194,15 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
             report.sent += 1
             for i in ids:
                 by_id[i]["delivered"].append(t.key)
-            log.notice(f"{names} sent to {channel} via {t.key}")
+            log.notice(f"{names} sent to {channel} via {t.shown}")
         else:
             report.failed += 1
-            errors[t.key] = why
+            errors[t.key] = f"{t.shown}: {why}"
     keys = [t.key for t in tgts]
     outcomes = []
     for r in rows:
         done = bool(keys) and all(k in r["delivered"] for k in keys)
-        err = "; ".join(f"{k}: {v}" if k != "*" else v for k, v in errors.items()
-                        if k == "*" or k not in r["delivered"])
+        err = "; ".join(v for k, v in errors.items() if k == "*" or k not in r["delivered"])
         outcomes.append({"id": r["id"], "delivered": r["delivered"], "sent": done,
                          "due": now + backoff(r["attempts"] + 1), "error": err or None})
         report.rows_sent += int(done)
@@ -212,6 +213,29 @@ def _send_group(store, cfg, log, channel: str, rows: list[dict[str, Any]], timeo
         msg = f"{names} not sent to {channel}: {failed[0]['error']}; retry in {wait:.0f}s"
         report.errors.append(msg)
         log.warning(msg)
+
+
+def _tell_broken(store, cfg, log, channel: str, why: str) -> None:
+    """A channel that cannot be used as configured (an unreadable or untrusted apprise
+    config, a bad URL) would let its messages die unnoticed: hasthook's own alert goes
+    to the other alert channels at once, at most hourly."""
+    from ..rules import INTERNAL_RULE
+
+    others = [c for c in cfg.alert_channels if c != channel]
+    title = f"hasthook on {cfg.hostname}: channel {channel} cannot send"
+    now = time.time()
+    if not others or store.outbox_told(INTERNAL_RULE, title, now - 3600):
+        return
+    log.crit(f"{why}; telling {', '.join(others)}")
+    with store.transaction() as db:
+        for c in others:
+            store.outbox_add(db, created=now, event_id=None, rule=INTERNAL_RULE, channel=c,
+                             group_key=f"{INTERNAL_RULE}|critical", kind="alert",
+                             severity="critical", event=None, resource=None,
+                             host=cfg.hostname, title=title,
+                             body=f"{why}.\nIts messages wait in the outbox and go dead after "
+                                  "settings.max_age: fix the channel, then `hasthook check` "
+                                  "and `hasthook flush`.", due=now)
 
 
 def _names(rows: list[dict[str, Any]]) -> str:

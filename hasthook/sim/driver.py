@@ -492,6 +492,12 @@ class SimNode:
         """
         self._fault("role", res, error)
 
+    def promote_after(self, call: str, res: str, nth: int = 1) -> None:
+        """When the nth `hastctl CALL` (its words after `hastctl`, e.g. "create r1") has
+        answered, RES turns primary, as CARP through devd or an admin would promote it
+        (its role hook fires): what a recovery must notice between its own calls."""
+        self._fault("promote", call, {"res": res, "skip": nth - 1})
+
     def clear_faults(self) -> None:
         with self.store.locked() as st:
             st["faults"] = _no_faults()
@@ -736,7 +742,8 @@ class SimNode:
 
 
 def _no_faults() -> dict[str, dict[str, Any]]:
-    return {"hang": {}, "garbage": {}, "create": {}, "role": {}, "status": {}, "dump": {}}
+    return {"hang": {}, "garbage": {}, "create": {}, "role": {}, "status": {}, "dump": {},
+            "promote": {}}
 
 
 def _fire(store: NodeStore, st: dict[str, Any], *words: str) -> None:

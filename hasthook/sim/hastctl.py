@@ -379,6 +379,21 @@ def _run(store: NodeStore, args: list[str], out: _Out) -> int:
     return _cmd_create(store, rest, sizes, out)
 
 
+def _promote_after(store: NodeStore, args: list[str]) -> None:
+    """SimNode.promote_after: after the nth such call, the resource turns primary."""
+    with store.locked() as st:
+        faults = st["faults"].get("promote") or {}
+        hit = faults.get(" ".join(args))
+        if hit is None:
+            return
+        if hit["skip"]:
+            hit["skip"] -= 1
+            return
+        del faults[" ".join(args)]
+        if st["resources"].get(hit["res"]) is not None and store.hastd_up(st):
+            store.change_role(st, hit["res"], "primary")
+
+
 def main(argv: Sequence[str] | None = None, node_dir: str | os.PathLike[str] | None = None,
          ) -> int:
     """Run one hastctl command (argv without the program name); returns the exit status."""
@@ -394,6 +409,7 @@ def main(argv: Sequence[str] | None = None, node_dir: str | os.PathLike[str] | N
         code = _run(store, args, out)
     except _Exit as e:
         code = e.code
+    _promote_after(store, args)
     sys.stdout.write("".join(out.out))
     sys.stdout.flush()
     sys.stderr.write("".join(out.err))

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import proc, sysexits
+from .. import proc, sysexits, trust
 from ..config.settings import Settings
 from ..errors import HasthookError
 from ..event import Event
@@ -361,7 +361,7 @@ class Failover:
 
     def _lock(self) -> proc.FileLock:
         """One failover at a time on a node: a CARP flap queues demote behind promote."""
-        os.makedirs(self.settings.state_dir, mode=0o700, exist_ok=True)
+        trust.state_dir(self.settings.state_dir)
         return proc.FileLock(os.path.join(self.settings.state_dir, LOCK_NAME))
 
 

@@ -37,7 +37,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 
-from .. import proc
+from .. import proc, trust
 from ..event import Event
 from ..hast import Hastctl
 from ..log import FACILITIES
@@ -56,13 +56,16 @@ SETTLE = 10.0
 # How long after a recovery ends the role hooks it caused may still arrive.
 CLAIM_GRACE = 60.0
 PRE_TIMEOUT = 60.0
+MAX_LOCK_NAME = 200  # of NAME_MAX's 255, room for "recover." and ".lock"
 
 DEFAULTS: dict[str, Any] = {"delay": 2.0, "cooldown": 600.0, "max_attempts": 3, "window": 3600.0}
 # Rows in these states were real attempts: they count for cooldown and max_attempts.
 # (Rows are read for one dry-run mode at a time, so a rehearsal never blocks the real thing.)
-ATTEMPTS = ("running", "recovered", "failed", "pre-failed", "interrupted", "dry-run")
+ATTEMPTS = ("running", "recovered", "failed", "pre-failed", "interrupted", "dry-run",
+            "stopped")
 # Outcomes that are not a failure of the recovery machinery.
 OK_STATES = ("recovered", "dry-run", "primary", "busy", "handled")
+# "stopped": the role changed under the recovery (promoted meanwhile): it did not go on.
 ALERT_LOOP = "recovery loop"
 
 
@@ -191,10 +194,17 @@ def expected_changes(role: str, target: str) -> list[list[str]]:
 
 
 def resource_lock(state_dir: str, resource: str) -> proc.FileLock:
-    """The resource's lock, state_dir/recover.RES.lock (not taken yet), any byte of the
-    name made safe for a file name."""
+    """The resource's lock (not taken yet): held by a recovery, `hasthook role` and
+    `hasthook failover` while they change the resource. state_dir/recover.RES.lock, any
+    byte of the name made safe for a file name, and a long name (hastd takes any) made
+    short."""
     safe = "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02x}" for c in resource)
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    if len(safe) > MAX_LOCK_NAME:
+        import hashlib
+
+        safe = "sha256-" + hashlib.sha256(resource.encode("utf-8", "surrogateescape")
+                                          ).hexdigest()
+    trust.state_dir(state_dir)
     return proc.FileLock(os.path.join(state_dir, f"recover.{safe}.lock"))
 
 
@@ -330,8 +340,17 @@ class Recoverer:
             return self._report(o, origin)
 
     def _sequence(self, o: Outcome, role: str, target: str, plan: list[Step]) -> None:
+        """The steps, each mutating one only after the role is read again and found as
+        the sequence left it: a resource promoted meanwhile (CARP, an admin) is never
+        reset, and never demoted by a restore."""
         res = o.resource
+        expect = role  # the role the sequence has left the resource in, so far
         for step in plan:
+            if step.name != "pre":
+                now, why = read_role(self.ctl, res)
+                if now != expect:
+                    self._stopped(o, role, expect, now, why, step)
+                    return
             if step.name == "pre":
                 done = (Step("pre", step.argv, None, f"refused: {self.refuse_pre}")
                         if self.refuse_pre else run_pre(step.argv))
@@ -341,7 +360,12 @@ class Recoverer:
                 done = Step.of(step.name, r)
             o.steps.append(done)
             self.out(done.line())
+            self._progress(o)
             if done.ok:
+                if step.name == "init":
+                    expect = "init"
+                elif step.name == "role":
+                    expect = target
                 continue
             if done.name == "pre":
                 o.state = "pre-failed"
@@ -353,18 +377,7 @@ class Recoverer:
             o.state = "failed"
             o.alert = f"recovery failed: {done.stderr or f'exit status {done.rc}'}"
             o.detail = f"{done.line()}; sequence stopped"
-            now_role, why = read_role(self.ctl, res)
-            if now_role is not None and now_role != role:
-                back = self.ctl.role(role, res)
-                restore = Step.of("restore", back)
-                o.steps.append(restore)
-                self.out(restore.line())
-                now_role = role if back.ok else now_role
-                o.detail += (f"; put back to role {role}" if back.ok else
-                             f"; could NOT put it back to role {role}: {restore.stderr}")
-            o.role_after = now_role
-            if now_role is None:
-                o.detail += f"; role now unknown ({why})"
+            self._restore(o, role, expect)
             self.log.crit(f"HAST [{res}] recovery FAILED: {o.detail}")
             return
         o.state = "recovered"
@@ -377,21 +390,94 @@ class Recoverer:
                     f"stays in init and will not sync until set to secondary")
         self.log.notice(f"HAST [{res}] recovered: {o.detail}")
 
+    def _stopped(self, o: Outcome, role: str, expect: str, now: str | None, why: str,
+                 step: Step) -> None:
+        """The role is not what the sequence left: someone else changed the resource."""
+        res = o.resource
+        found = f"role {now}" if now else f"the role unknown ({why})"
+        o.steps.append(Step("check", [self.ctl.path, "list", res], None,
+                            f"{found}, expected {expect}: {' '.join(step.argv[1:])} not run"))
+        self.out(o.steps[-1].line())
+        o.state, o.role_after = "stopped", now
+        changed = [s for s in o.steps if s.name in ("init", "create", "role") and s.ok]
+        o.detail = (f"found {found} before `{' '.join(step.argv[1:])}`, expected {expect}: "
+                    "the resource was changed by someone else, so the recovery stopped "
+                    + ("after " + ", ".join(' '.join(s.argv[1:]) for s in changed)
+                       if changed else "before changing anything")
+                    + "; nothing restored")
+        o.alert = f"recovery stopped: {found} before {step.name}"
+        if role != expect and now != "primary":
+            o.detail += f" (it was {role} before the recovery)"
+        self.log.crit(f"HAST [{res}] recovery STOPPED: {o.detail}")
+
+    def _restore(self, o: Outcome, role: str, left: str) -> None:
+        """After a failed step, put the resource back to its role, but only from the role
+        the sequence left it in, read again now: a primary is never demoted."""
+        res = o.resource
+        now, why = read_role(self.ctl, res)
+        if now is not None and now == left and left != role:
+            back = self.ctl.role(role, res)
+            restore = Step.of("restore", back)
+            o.steps.append(restore)
+            self.out(restore.line())
+            now = role if back.ok else now
+            o.detail += (f"; put back to role {role}" if back.ok else
+                         f"; could NOT put it back to role {role}: {restore.stderr}")
+        elif now is not None and now != left:
+            o.detail += f"; found role {now}, not {left}: left as it is"
+        o.role_after = now
+        if now is None:
+            o.detail += f"; role now unknown ({why})"
+
+    def _progress(self, o: Outcome) -> None:
+        """The steps so far, kept in the recovery's row: an interrupted one says where."""
+        if self.store is not None and o.recovery_id is not None:
+            try:
+                self.store.recovery_update(o.recovery_id, steps=[s.as_dict() for s in o.steps])
+            except Exception as e:  # noqa: BLE001 - the recovery goes on; syslog has it
+                self.log.error(f"HAST [{o.resource}] cannot record step progress: {e}")
+
     # -- guards ------------------------------------------------------------
 
-    def _reap(self, resource: str) -> None:
+    def reap(self) -> int:
+        """Tell of recoveries a dead process left `running` (killed between `role init`
+        and `create`, the resource stays in init and no split-brain fires again to
+        notice): once each, critical. The next hook, `hasthook flush` and `status` ask."""
+        if self.store is None:
+            return 0
+        n = 0
+        for resource in sorted({r["resource"] for r in self.store.recoveries_running()}):
+            lock = resource_lock(self.settings.state_dir, resource)
+            try:
+                if lock.acquire(wait=False):  # nobody holds it: its recovery's process died
+                    n += self._reap(resource)
+            finally:
+                lock.close()
+        return n
+
+    def _reap(self, resource: str) -> int:
         """A `running` row we did not write belongs to a process that died mid-recovery."""
         if self.store is None:
-            return
-        for row in self.store.recovery_reap(resource, self.clock()):
+            return 0
+        rows = self.store.recovery_reap(resource, self.clock())
+        for row in rows:
+            done = [Step(**s) for s in row["steps"] if s.get("rc") == 0 and
+                    s.get("name") in ("init", "create", "role")]
+            after = (f"after {' '.join(done[-1].argv[1:])}" if done
+                     else "before it changed anything")
+            role, why = read_role(self.ctl, resource)
             o = Outcome(resource, self.host, "interrupted", recovery_id=row["id"],
-                        role_before=row["role_before"])
-            o.detail = (f"recovery #{row['id']} (pid {row['pid']}, started "
-                        f"{iso(row['started'])}) died before it finished; check the role "
-                        f"of {resource} (it may be left in init)")
-            o.alert = "recovery interrupted"
+                        role_before=row["role_before"], role_after=role,
+                        steps=[Step(**s) for s in row["steps"]])
+            where = f"role {role}" if role else f"a role unknown now ({why})"
+            o.detail = (f"recovery of {resource} (#{row['id']}, pid {row['pid']}, started "
+                        f"{iso(row['started'])}) was interrupted {after}; the resource is in "
+                        f"{where}: finish it with `hasthook recover {resource}` or restore "
+                        f"the role (it was {row['role_before']})")
+            o.alert = f"recovery interrupted {after}"
             self.log.crit(f"HAST [{resource}] {o.detail}")
             self._report(o, row["origin"])
+        return len(rows)
 
     def _blocked(self, o: Outcome, d: Decision, origin: str) -> Outcome:
         if not d.alert:

@@ -20,9 +20,10 @@ holds the local component), then waits for /dev/hast/NAME. Fixed here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .. import proc, sysexits
 from ..config.settings import Settings
@@ -158,14 +159,36 @@ def set_role(role: str, resources: list[str], hastctl: Hastctl, settings: Settin
             raise RoleError(f"hastd is not running ({why})", sysexits.EX_UNAVAILABLE)
         names = resolve(resources, hastctl)
         prov = provider_names(names, hastctl)
-        if not dry_run:
-            log.notice(f"role {role} requested for {' '.join(names)}")
-        if role == "primary":
-            return _primary(names, prov, hastctl, settings, log, wait, dry_run, say)
-        return _change(role, names, hastctl, log, dry_run, say)[0]
+        with contextlib.ExitStack() as held:
+            if not dry_run:
+                for name in sorted(names):  # one order: two role changes never deadlock
+                    held.enter_context(_locked(name, settings, wait))
+                log.notice(f"role {role} requested for {' '.join(names)}")
+            if role == "primary":
+                return _primary(names, prov, hastctl, settings, log, wait, dry_run, say)
+            return _change(role, names, hastctl, log, dry_run, say)[0]
     except RoleError as e:
         say(f"hasthook: {e}")
         return e.status
+
+
+@contextlib.contextmanager
+def _locked(name: str, settings: Settings, wait: float) -> Iterator[None]:
+    """The resource's lock, shared with recovery and failover: a role change waits (at
+    most `wait` seconds) for a recovery of the resource to finish, and a recovery never
+    starts while the role changes."""
+    from .recover import resource_lock
+
+    lock = resource_lock(settings.state_dir, name)
+    try:
+        if not lock.acquire(wait=wait):
+            raise RoleError(f"[{name}] a recovery is changing it (pid {lock.holder()}); no "
+                            f"role was changed: try again when it is done",
+                            sysexits.EX_TEMPFAIL)
+        lock.mark_owner()
+        yield
+    finally:
+        lock.close()
 
 
 def _change(role: str, names: list[str], hastctl: Hastctl, log, dry_run: bool,

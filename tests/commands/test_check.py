@@ -139,15 +139,20 @@ def test_credentials_readable_by_others_is_a_warning(tmp_path):
     assert check(write(tmp_path, text, mode=0o600)).stderr == ""
 
 
-def test_config_others_can_write_warns_that_commands_will_be_refused(tmp_path):
+def test_config_others_can_write_is_an_error_naming_the_file_and_the_fix(tmp_path):
+    """Root would run what others can change: the trust rule (issue 13) makes it an error."""
     path = write(tmp_path, """
         rules:
           - name: r
             actions: [{command: {argv: ["true"]}}]
         """, mode=0o664)
     r = check(path)
-    assert r.returncode == 0
-    assert "command actions and recovery pre-steps will be refused" in r.stderr
+    assert r.returncode == sysexits.EX_CONFIG
+    [line, summary] = r.stderr.splitlines()
+    assert line.startswith(f"{path}:1:1: (top level): {path} is writable by group or other "
+                           "(mode 0664)")
+    assert "the hook ignores its programs" in line and "chmod go-w the file" in line
+    assert summary.startswith(f"{path}: 1 error")
 
 
 @pytest.mark.parametrize("settings,warned", [

@@ -342,8 +342,13 @@ def test_pre_steps_refused_from_a_config_others_can_write(pair, tmp_path):
     pair.c.wait_hooks(timeout=60)
     assert not mark.exists()
     assert mutating(pair.node("host2").calls()) == []
+    # The trust rule (issue 13): nothing this file names runs as root, settings.hastctl
+    # included; /sbin/hastctl stands in (absent here), so the recovery cannot read the role.
     [rep] = pair.history("host2", "--event", "recover")
-    assert rep["extra"]["state"] == "pre-failed" and "writable" in rep["extra"]["detail"]
+    assert rep["extra"]["state"] == "no-role" and "/sbin/hastctl" in rep["extra"]["detail"]
+    assert pair.node("host2").calls() == []  # the config's hastctl never ran
+    line = pair.syslog["host2"].wait_for("programs refused")
+    assert "writable by group or other (mode 0666)" in line
 
 
 def test_recovery_alerts_can_be_routed_by_cause(pair, http):
