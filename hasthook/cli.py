@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recover": ("hasthook.commands.recover", "reset a split-brained resource (hastrecover.sh)"),
     "silence": ("hasthook.commands.silence", "mute notifications for a while: add, list, del"),
     "demo": ("hasthook.commands.demo", "see it work: a simulated HAST pair, no FreeBSD needed"),
+    "sim": ("hasthook.commands.sim", "try your rules on a simulated HAST pair: start, play, stop"),
 }
 
 

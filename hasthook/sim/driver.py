@@ -347,6 +347,22 @@ class SimNode:
                 st["config"]["resources"][res]["exec"] = path
             self.hast_conf.write_text(conf.render(st["config"]))
 
+    def set_env(self, env: Mapping[str, str | None]) -> None:
+        """Add (None: remove) variables of the hooks' environment, as set-up: the running
+        hastd passes them from its next hook on, no restart, no hook. A real host sets
+        them in rc.conf's hastd_env and restarts hastd."""
+        def update(target: dict[str, str]) -> None:
+            for key, value in env.items():
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = value
+
+        update(self.env)
+        with self.store.locked() as st:
+            if st["hastd"]["running"]:
+                update(st["hastd"]["env"])
+
     # hast.conf and reload ------------------------------------------------------------
 
     def edit_conf(self, res: str | None = None, *, drop: bool = False,

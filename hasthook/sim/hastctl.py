@@ -121,12 +121,26 @@ def _names(st: dict[str, Any], args: list[str]) -> list[str]:
     return args
 
 
+def worker_status(rs: dict[str, Any]) -> str:
+    """The status hastd's worker reports: complete or degraded; "-" when none runs."""
+    if not rs["workerpid"]:
+        return "-"
+    return str(rs["status"] or ("complete" if rs["connected"] else "degraded"))
+
+
+def dirty_bytes(rs: dict[str, Any]) -> int:
+    """`dirty:` of hastctl list: only a running primary's worker counts dirty extents."""
+    if not rs["workerpid"] or rs["role"] != "primary":
+        return 0
+    return int(rs["dirty_extents"] * rs["meta"]["extentsize"])
+
+
 def render_list_block(spec: dict[str, Any], rs: dict[str, Any]) -> str:
     """control_list() for one resource; worker fields are zero when no worker exists."""
     worker = bool(rs["workerpid"])
     primary = worker and rs["role"] == "primary"
     ext = rs["meta"]["extentsize"] if worker else 0
-    dirty = rs["dirty_extents"] * ext if primary else 0
+    dirty = dirty_bytes(rs)
     stats = rs["stats"] if worker else dict.fromkeys(STAT_KEYS, 0)
     errs = rs["errors"] if worker else dict.fromkeys(ERROR_KEYS, 0)
     queues = rs["queues"] if worker else dict.fromkeys(QUEUE_KEYS, 0)
@@ -143,8 +157,7 @@ def render_list_block(spec: dict[str, Any], rs: dict[str, Any]) -> str:
         lines.append(f"  sourceaddr: {spec['sourceaddr']}")
     lines.append(f"  replication: {spec['replication']}")
     if worker:
-        status = rs["status"] or ("complete" if rs["connected"] else "degraded")
-        lines.append(f"  status: {status}")
+        lines.append(f"  status: {worker_status(rs)}")
         lines.append(f"  workerpid: {rs['workerpid']}")
     lines.append(f"  dirty: {dirty} ({humanize(dirty)})")
     lines.append("  statistics:")
@@ -156,9 +169,7 @@ def render_list_block(spec: dict[str, Any], rs: dict[str, Any]) -> str:
 
 def render_status_line(spec: dict[str, Any], rs: dict[str, Any]) -> str:
     """control_status(): name, %-9s status (or -), %-15s role, localpath TAB remoteaddr."""
-    status = "-"
-    if rs["workerpid"]:
-        status = rs["status"] or ("complete" if rs["connected"] else "degraded")
+    status = worker_status(rs)
     return f"{spec['name']}\t{status:<9}{rs['role']:<15}{spec['localpath']}\t{spec['remoteaddr']}\n"
 
 
