@@ -18,10 +18,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("actions", ("hasthook.actions",)),
     ("tools", ("hasthook.tools",)),
     ("edges", ("hasthook.delivery", "hasthook.store", "hasthook.hast", "hasthook.log",
-               "hasthook.proc", "hasthook.config")),
+               "hasthook.proc", "hasthook.config", "hasthook.trust", "hasthook.files")),
     ("core", ("hasthook.event", "hasthook.rules", "hasthook.silences", "hasthook.render",
               "hasthook.units", "hasthook.record", "hasthook.errors", "hasthook.sysexits",
-              "hasthook.redact", "hasthook.hastconf", "hasthook.trust", "hasthook")),
+              "hasthook.redact", "hasthook.hastconf", "hasthook")),
 ]
 
 
