@@ -19,7 +19,7 @@ from ..tools import metrics
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--textfile", metavar="PATH",
-                   help="write to PATH (e.g. /var/tmp/node_exporter/hasthook.prom) instead "
+                   help="write to PATH (e.g. /var/db/node_exporter/hasthook.prom) instead "
                         "of stdout, atomically")
 
 

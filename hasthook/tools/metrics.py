@@ -20,7 +20,7 @@ them instead.
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from typing import Any
 
 from .. import hastconf
@@ -178,22 +178,26 @@ def render(families: list[Family]) -> str:
 def write_textfile(path: str, text: str) -> None:
     """Replace `path` at once: node_exporter never reads half a file.
 
-    The temporary file sits in the same directory (rename is atomic only
-    within a file system) under a name the collector skips (not *.prom), and
-    is made 0644 so a node_exporter running unprivileged can read the result.
+    Root writes there, so the directory must be one nobody else can steer: owned by
+    root and not writable by group or other (a sticky one, as /tmp, will do: others
+    cannot rename or remove root's files in it); else Untrusted says why. The data
+    goes to a new temporary name (O_EXCL, never through a link another user planted)
+    the collector skips (not *.prom), made 0644 on its descriptor so an unprivileged
+    node_exporter can read it, then renamed over `path`.
     """
+    from .. import files, trust
+
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    st = os.lstat(d)
+    why = None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        why = f"{d} is not a directory"
+    elif st.st_uid not in (0, os.geteuid()):
+        why = f"{d} is owned by uid {st.st_uid}, not root"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        why = f"{d} is writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
+    if why:
+        raise trust.Untrusted(f"refused to write {path}: {why}: another user could swap "
+                              "the file root writes; use a directory only root can write, "
+                              "e.g. /var/db/node_exporter")
+    files.write(path, text.encode("utf-8"), 0o644)

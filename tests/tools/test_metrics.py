@@ -189,7 +189,7 @@ def test_cron_sample_writes_the_textfile_every_minute():
     [entry] = [e for e in lines if "metrics" in e]
     assert entry[:6] == ["*"] * 5 + ["root"]
     assert entry[6:] == ["/usr/local/bin/hasthook", "metrics", "--textfile",
-                         "/var/tmp/node_exporter/hasthook.prom"]
+                         "/var/db/node_exporter/hasthook.prom"]
 
 
 def node_config(tmp_path, syslog, name: str, node: SimNode, **settings) -> str:
