@@ -80,6 +80,12 @@ def cfg(write_config, node, tmp_path):
     store.outbox_expire(1_700_000_002)  # the second row: given up
     for state in ("recovered", "failed", "recovered", "blocked"):
         store.recovery_add("web", "host1", "action", state, 1_700_000_000)
+    with store.transaction() as tx:  # what a watch pass leaves: one active condition
+        store.save_watch_state(tx, "host1", 1_700_000_200.0, {}, {
+            ("db", "io-errors"): {"active": True, "bad": 3, "good": 0, "since": 1_700_000_080,
+                                  "severity": "critical", "detail": "read +1"},
+            ("web", "degraded"): {"active": False, "bad": 1, "good": 0, "since": 1_700_000_200,
+                                  "severity": "warning", "detail": "pending"}})
     store.close()
     return path
 
@@ -116,12 +122,17 @@ def test_every_metric_from_hastctl_and_the_database(cfg):
     assert series(m, "hasthook_recovery_attempts", **web, state="failed") == 1
     assert ("hasthook_recovery_attempts", frozenset({**web, "state": "blocked"}.items())) \
         not in m
+    # hasthook watch: active conditions only, and when its last pass completed.
+    assert {labels: v for (name, labels), v in m.items()
+            if name == "hasthook_watch_condition_active"} == {
+        frozenset({**db, "condition": "io-errors", "severity": "critical"}.items()): 1}
+    assert series(m, "hasthook_watch_last_pass_timestamp_seconds", pair=PAIR) == 1_700_000_200
 
 
 def test_labels_and_names_follow_prometheus_conventions(cfg):
     text = run_cmd(command("hasthook"), "metrics", "-c", str(cfg)).stdout
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
-    assert len(types) == 11
+    assert len(types) == 13
     for name, typ in types.items():
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
         assert name.endswith("_total") == (typ == "counter"), name  # _total: counters only
