@@ -250,7 +250,7 @@ def look(cfg: Config, store: Store, hastctl: Hastctl, log: Levels,
          now: float | None = None) -> Observation:
     """Read what a pass compares: `hastctl list` once, `dump` of the resources in init,
     hast.conf, which providers are plain files, and the history's running syncs."""
-    from .event import ENDED_BY
+    from .event import enders
 
     now = time.time() if now is None else now
     listed, r = hastctl.list()
@@ -268,7 +268,7 @@ def look(cfg: Config, store: Store, hastctl: Hastctl, log: Levels,
         if res.localpath and os.path.isfile(res.localpath):
             obs.file_backed.append(name)
         if res.role == "primary" and res.status == "complete" and res.dirty:
-            last = store.last_event(name, ("syncstart", *ENDED_BY["syncstart"], "disconnect"),
+            last = store.last_event(name, ("syncstart", *enders("syncstart"), "disconnect"),
                                     host=cfg.hostname)
             if last is not None and last["event"] == "syncstart":
                 obs.syncing.append(name)
