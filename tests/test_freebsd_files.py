@@ -172,7 +172,8 @@ def test_rc_watch_runs_the_loop_under_daemon(tmp_path):
     text = rc.read_text()
     assert re.search(r"^# PROVIDE: hasthook_watch$", text, re.M)
     subr = tmp_path / "rc.subr"
-    subr.write_text("load_rc_config() { :; }\nrun_rc_command() { echo \"$command $command_args\"; }\n")
+    subr.write_text('load_rc_config() { :; }\n'
+                    'run_rc_command() { echo "$command $command_args"; }\n')
     script = text.replace(". /etc/rc.subr", f". {subr}")
     out = subprocess.run(["sh", "-c", script, "hasthook_watch", "start"], capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin",
