@@ -109,13 +109,18 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, just that command's module is imported (the others
+    are listed by name and help): `hasthook watch` runs every minute."""
     p = argparse.ArgumentParser(
         prog="hasthook", parents=[_common()],
         description="Event handler, alerting and operator tools for FreeBSD HAST.")
     p.add_argument("--version", action="version", version=f"hasthook {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, helptext) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=helptext)
+            continue
         mod = importlib.import_module(modname)
         sp = sub.add_parser(name, parents=[_common()], help=helptext,
                             description=(mod.__doc__ or helptext).strip().splitlines()[0])
@@ -135,8 +140,21 @@ def _database_error(app: App, e: Exception) -> str:
     return f"{path}: {e}"
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of argv (skipping -c FILE), when it is one of COMMANDS."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("-c", "--config"):
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help(sys.stderr)

@@ -27,11 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
+    from ..config import load_for_hook
     from ..log import Log
 
     if args.loop is not None and args.loop < 1:
         raise UsageError(f"--loop {args.loop:g}: at least 1 second between passes")
-    log = Log.from_settings(app.settings, echo=not args.quiet)
+    # As the hook does: the cached config (no jsonschema on an unchanged file), and a
+    # broken file costs the rules' latest edit, never the watching.
+    cfg, config_error = load_for_hook(app.config_path)
+    app._cfg = cfg
+    log = Log.from_settings(cfg.settings, echo=not args.quiet)
+    if config_error:
+        log.crit(f"config: {config_error}; watch runs on "
+                 + ("the last good copy" if cfg.origin == "last-good" else "the defaults"))
     if args.loop is None:
         return one(app, log, args.quiet)
     log.notice(f"watch: a pass every {args.loop:g}s")
