@@ -5,7 +5,8 @@ resolved message; silences, grouping, the heartbeat, and the hastctl calls it ma
 hastd's hooks run the real hasthook-exec into the same state database (a sync's
 syncstart is what tells watch a sync runs). One pass is one run_pass() call;
 simulated time moves a minute between passes (advance()), and the passes run a day
-in the past so every message is due at once (group_wait 0s counts real time).
+in the past so every message is due at once (group_wait 0s counts real time), not
+so far that max_age gives it up.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from hasthook.store import Store
 from hasthook.watch import run_pass
 
 RES, OTHER = "shared1", "shared2"
-T0 = time.time() - 86400
 CONDS = list(CONDITIONS)
 
 
@@ -60,6 +60,7 @@ class Watched:
         self.cfg = load(str(self.path))
         self.store = Store(self.cfg.settings.state_dir)
         self.log = RecordingLog()
+        self.t0 = time.time() - 3600  # the passes' clock: simulated time from an hour ago
 
     def passes(self, n: int = 1, before=None) -> list[tuple[str, str]]:
         """n passes a simulated minute apart; (event, resource) of what they raised."""
@@ -68,7 +69,7 @@ class Watched:
             if before is not None:
                 before()
             self.cluster.wait_hooks(120)
-            p = run_pass(self.cfg, self.store, self.log, now=T0 + self.cluster.now)
+            p = run_pass(self.cfg, self.store, self.log, now=self.t0 + self.cluster.now)
             out += [(e.event, e.resource) for e in p.events]
             self.cluster.advance(60)
         return out
@@ -252,7 +253,7 @@ def test_a_heartbeat_receiver_that_hangs_does_not_hold_the_pass(watched, tmp_pat
                                                heartbeat_timeout=1.0)))
         for _ in range(3):
             w.node.local_errors(RES, read=1)
-            p = run_pass(cfg, w.store, w.log, now=T0 + w.cluster.now)
+            p = run_pass(cfg, w.store, w.log, now=w.t0 + w.cluster.now)
             w.cluster.advance(60)
             assert p.heartbeat is not None and p.heartbeat != "ok"
         # Every pass came back while the receiver still held its request, and did its work.

@@ -192,15 +192,23 @@ def test_label_values_are_escaped():
     assert m == {("x", frozenset({"resource": 'we"ird\\na\nme'}.items())): 1.5}
 
 
-def test_cron_sample_writes_the_textfile_every_minute():
-
-    text = (REPO / "etc" / "cron.d" / "hasthook").read_text()
-    lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")
-             and "=" not in ln]
-    [entry] = [e for e in lines if "metrics" in e]
-    assert entry[:6] == ["*"] * 5 + ["root"]
-    assert entry[6:] == ["/usr/local/bin/hasthook", "metrics", "--textfile",
-                         "/var/tmp/node_exporter/hasthook.prom"]
+def test_each_watch_pass_writes_the_textfile(cfg, tmp_path):
+    """cron runs `hasthook watch` every minute (etc/cron.d); with settings.metrics_textfile
+    (rules.example.yaml: node_exporter's directory) each pass rewrites the file, from
+    the pass's own `hastctl list`."""
+    example = yaml.safe_load((REPO / "rules.example.yaml").read_text())
+    assert example["settings"]["metrics_textfile"] == "/var/tmp/node_exporter/hasthook.prom"
+    out = tmp_path / "textfile" / "hasthook.prom"
+    out.parent.mkdir()
+    data = yaml.safe_load(cfg.read_text())
+    data["settings"]["metrics_textfile"] = str(out)
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_cmd(command("hasthook"), "watch", "-q", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    m = parse(out.read_text())
+    assert series(m, "hasthook_hastd_up", pair=PAIR) == 1
+    assert series(m, "hasthook_watch_last_pass_timestamp_seconds", pair=PAIR) > 1_700_000_200
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
 def node_config(tmp_path, syslog, name: str, node: SimNode, **settings) -> str:
