@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from notify_latency import HOOK, burst, latency, setup
 
 import hasthook
@@ -37,7 +38,8 @@ from hasthook.sim.receiver import HttpSink
 from hasthook.store import Store
 
 NAIVE = str(Path(__file__).resolve().with_name("naive_hook.py"))
-GOALS = {"a": 4.0, "b": 0.5, "c_messages": 2, "c_cpu": 1 / 3, "d": 0.010, "e": 40.0}
+GOALS = {"a": 4.0, "b": 0.5, "c_messages": 2, "c_cpu": 1 / 3, "d": 0.010, "e": 40.0,
+         "f": 2.0}
 
 
 def cpu_of_children() -> float:
@@ -104,6 +106,37 @@ def hook_cost(tmp: Path, http: HttpSink, runs: int) -> dict[str, tuple[float, fl
                             "pass": [sys.executable, "-c", "pass"],
                             "sh": [str(sh), "connect", "r1"]}, env, runs)
     finally:
+        log.close()
+
+
+# -- (f) ------------------------------------------------------------------------------
+
+
+def watch_cost(tmp: Path, http: HttpSink, runs: int, n: int = 100
+               ) -> dict[str, tuple[float, float]]:
+    """One `hasthook watch` pass on n resources beside a quiet hook, both asking the
+    simulator's hastctl (one call each), interleaved."""
+    from hasthook.sim.driver import SimNode
+
+    log = SyslogSink(tmp / "log-f")
+    node = SimNode(tmp / "sim-f", "host1", [{"name": f"r{i}", "localpath": f"/dev/da{i}",
+                                             "remoteaddr": "10.0.0.2"} for i in range(n)],
+                   exec="/usr/local/bin/hasthook-exec")
+    try:
+        for i in range(n):
+            node.set_state(f"r{i}", role="primary", connected=False)
+        (tmp / "f").mkdir(exist_ok=True)
+        env = setup(tmp / "f", http, "2s", notify=False, syslog=log.path)
+        cfg = Path(env["HASTHOOK_CONFIG"])
+        data = yaml.safe_load(cfg.read_text())
+        data["settings"].update(hastctl=node.hastctl_path, hast_conf=str(node.hast_conf))
+        cfg.write_text(yaml.safe_dump(data))
+        watch = [str(Path(HOOK).with_name("hasthook")), "watch", "-q"]
+        subprocess.run([HOOK, "connect", "r0"], env=env, check=True)  # config now cached
+        subprocess.run(watch, env=env, check=True)                   # the first pass
+        return interleaved({"watch": watch, "hook": [HOOK, "connect", "r1"]}, env, runs)
+    finally:
+        node.close()
         log.close()
 
 
@@ -254,7 +287,7 @@ def verdict(ok: bool, how: str) -> str:
     return f"met ({how})" if ok else f"**missed** ({how})"
 
 
-def table(n: int, a: dict, lat: dict, c: dict, d: dict, e: dict) -> list[str]:
+def table(n: int, a: dict, lat: dict, c: dict, d: dict, e: dict, f: dict) -> list[str]:
     med = {k: statistics.median(v) for k, v in c.items()}
     hook, py, sh = a["hook"], a["pass"], a["sh"]
     # The verdict goes by CPU: wall time on a loaded machine measures the load too.
@@ -295,6 +328,12 @@ def table(n: int, a: dict, lat: dict, c: dict, d: dict, e: dict) -> list[str]:
          f"{e['sending']:.0f} MB / {e['quiet']:.0f} MB",
          f"`python -c pass` {e['pass']:.0f} MB; naive hook {e['naive']:.0f} MB",
          f"<= {GOALS['e']:g} MB", verdict(e["sending"] <= GOALS["e"], f"{e['sending']:.0f} MB")),
+        ("(f) one `hasthook watch` pass on 100 resources: wall / CPU",
+         f"{ms(f['watch'][0])} / {ms(f['watch'][1])}",
+         f"quiet hook, same hastctl: {ms(f['hook'][0])} / {ms(f['hook'][1])}",
+         f"<= {GOALS['f']:g}x the quiet hook",
+         verdict(f["watch"][1] / f["hook"][1] <= GOALS["f"],
+                 f"{f['watch'][1] / f['hook'][1]:.1f}x CPU")),
     ]
     out = ["| measure | hasthook | baseline, same run | goal | |", "|---|---|---|---|---|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -319,6 +358,7 @@ def main() -> int:
             ("c", lambda: cable_pull(tmp, http, a.burst, a.repeat)),
             ("d", lambda: matching(tmp, http, a.runs)),
             ("e", lambda: rss(tmp, http)),
+            ("f", lambda: watch_cost(tmp, http, a.runs)),
         ]
         res = {}
         for key, step in steps:
@@ -327,7 +367,8 @@ def main() -> int:
     load1 = os.getloadavg()
     print(f"load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end; "
           f"{time.monotonic() - t0:.0f} s\n")
-    print("\n".join(table(a.burst, res["a"], res["b"], res["c"], res["d"], res["e"])))
+    print("\n".join(table(a.burst, res["a"], res["b"], res["c"], res["d"], res["e"],
+                           res["f"])))
     return 0
 
 

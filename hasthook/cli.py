@@ -31,7 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("hasthook.commands.test", "dry-run an event through the rules"),
     "schema": ("hasthook.commands.schema", "print the rules file's JSON Schema"),
     "queue": ("hasthook.commands.queue", "list queued, failing and dead messages"),
-    "flush": ("hasthook.commands.flush", "send queued messages now (cron: every minute)"),
+    "watch": ("hasthook.commands.watch",
+              "alert on what hastd never announces, then flush (cron: every minute)"),
+    "flush": ("hasthook.commands.flush", "send queued messages now"),
     "notify-test": ("hasthook.commands.notify_test", "send a test message to a channel"),
     "metrics": ("hasthook.commands.metrics", "Prometheus metrics, for node_exporter's textfile"),
     "dirty": ("hasthook.commands.dirty", "dirty bytes per resource (hastdirty.sh)"),
@@ -125,13 +127,18 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, just that command's module is imported (the others
+    are listed by name and help): `hasthook watch` runs every minute."""
     p = argparse.ArgumentParser(
         prog="hasthook", parents=[_common()],
         description="Event handler, alerting and operator tools for FreeBSD HAST.")
     p.add_argument("--version", action="version", version=f"hasthook {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (modname, helptext) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=helptext)
+            continue
         mod = importlib.import_module(modname)
         sp = sub.add_parser(name, parents=[_common()], help=helptext,
                             description=(mod.__doc__ or helptext).strip().splitlines()[0])
@@ -151,8 +158,21 @@ def _database_error(app: App, e: Exception) -> str:
     return f"{path}: {e}"
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of argv (skipping -c FILE), when it is one of COMMANDS."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("-c", "--config"):
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help(sys.stderr)

@@ -16,10 +16,20 @@ EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", 
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # higher is worse
 
-SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "warning"}
+# What `hasthook watch` finds that hastd never announces (hasthook/watch.py), each
+# with the severity of its onset; `NAME-resolved` is the event that ends it.
+CONDITIONS = {"hastd-down": "critical", "io-errors": "critical", "degraded": "warning",
+              "sync-stalled": "warning", "stuck-init": "warning",
+              "role-unexpected": "warning", "exec-not-wired": "warning"}
+RESOLVED = "-resolved"
+WATCH_EVENTS = (*CONDITIONS, *(c + RESOLVED for c in CONDITIONS))
+
+SEVERITY = {"split-brain": "critical", "disconnect": "warning", "syncintr": "warning",
+            **CONDITIONS}
 # An event that ends an earlier condition on the same resource.
 # A completed synchronization also ends a split-brain: the reset node has resynced.
-RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart", "split-brain")}
+RESOLVES = {"connect": ("disconnect",), "syncdone": ("syncintr", "syncstart", "split-brain"),
+            **{c + RESOLVED: (c,) for c in CONDITIONS}}
 
 
 def enders(kind: str) -> tuple[str, ...]:
@@ -38,6 +48,14 @@ _SUMMARY = {
     "syncdone": "synchronization complete",
     "syncintr": "synchronization interrupted",
     "split-brain": "SPLIT-BRAIN detected",
+    "hastd-down": "hastd does not answer",
+    "io-errors": "local I/O errors are rising",
+    "degraded": "primary degraded for too long",
+    "sync-stalled": "synchronization makes no progress",
+    "stuck-init": "left in role init",
+    "role-unexpected": "not in the role expected",
+    "exec-not-wired": "hast.conf does not run hasthook-exec",
+    **{c + RESOLVED: f"{c} resolved" for c in CONDITIONS},
 }
 
 
@@ -69,11 +87,12 @@ class Event(Record):
     def summary(self) -> str:
         if self.event == "role":
             what = f"role changed from {self.old_role} to {self.new_role}"
+        elif self.extra.get("what"):
+            # Events hasthook makes itself (a failover step, a watch condition) say what
+            # they are; hastd's never carry it.
+            what = str(self.extra["what"])
         elif self.known and self.event in _SUMMARY:
             what = _SUMMARY[self.event]
-        elif self.extra.get("what"):
-            # Events hasthook makes itself (a failover step) say what they are.
-            what = str(self.extra["what"])
         else:
             what = f"unknown event {self.event!r} from hastd"
         return f"[{self.resource}] {what} on {self.host}"
@@ -108,7 +127,7 @@ def classify(argv: list[str], host: str, now: float | None = None) -> Event:
             if r not in ROLES:
                 raise UsageError(f"role: {r!r} is not one of init, primary, secondary")
         return Event("role", resource, host, when, old_role=old, new_role=new)
-    if word in EVENTS:
+    if word in EVENTS or word in WATCH_EVENTS:  # watch's words: for `hasthook test`
         if len(args) != 1:
             raise UsageError(f"{word}: expected RESOURCE, got {len(args)} words")
         return Event(word, resource, host, when, severity=SEVERITY.get(word, "info"))

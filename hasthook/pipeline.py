@@ -69,6 +69,20 @@ def counts_toward_state(m: Match, silence: dict[str, Any] | None) -> bool:
     return not (silence and all(actions.own_guards(n) for n, _ in acts))
 
 
+class Upkeep(Record):
+    """What Pipeline.upkeep did: events taken from the spool, events pruned (None: not
+    time yet), the outbox's delivery report, Alertmanager's refresh."""
+
+    spooled: int
+    pruned: int | None
+    delivery: Any
+    alertmanager: dict[str, Any]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.delivery.failed or self.alertmanager["failed"])
+
+
 class Pipeline:
     """The path of events through one config, store and log.
 
@@ -225,6 +239,18 @@ class Pipeline:
             return self.evaluate(ev, event_id, db, config_error=config_error,
                                  db_notice=db_notice, report=report)
 
+    def record_all(self, events: list[Event],
+                   then: Callable[[sqlite3.Connection], None] | None = None) -> list[Handled]:
+        """Several events in one transaction, each recorded and evaluated as record()
+        does, and `then(db)` before the commit: a watch pass's conditions and the state
+        that found them commit together, so a pass killed half-way neither loses an
+        onset nor tells it twice."""
+        with self.store.transaction() as db:
+            out = [self.evaluate(ev, self.store.record(ev, db), db) for ev in events]
+            if then is not None:
+                then(db)
+        return out
+
     def run(self, h: Handled) -> Handled:
         """Run the jobs (after the commit) and store what came of them."""
         h.outcomes = [job.run() for job in h.jobs]
@@ -288,6 +314,20 @@ class Pipeline:
             raise
         except Exception as e:  # noqa: BLE001 - the messages wait in the outbox
             self.log.error(f"delivery stopped: {type(e).__name__}: {e}; messages stay queued")
+
+    def upkeep(self, everything: bool = False) -> Upkeep:
+        """What runs every minute besides hastd's events (`hasthook flush`, each watch
+        pass): spooled events in, recoveries a dead process left told, retention, what
+        is due delivered (everything: all pending now), and open conditions re-sent to
+        Alertmanager channels."""
+        from .delivery.alertmanager import refresh
+        from .delivery.outbox import drain
+
+        spooled = self.take_spool()
+        self.reap_recoveries()
+        pruned = self.retain()
+        sent = drain(self.store, self.cfg, self.log, everything=everything)
+        return Upkeep(spooled, pruned, sent, refresh(self.store, self.cfg, self.log))
 
     def retain(self, now: float | None = None) -> int | None:
         """Retention: prune what settings.retention lets go, at most hourly (`hasthook

@@ -16,7 +16,7 @@ import pwd
 import re
 from collections.abc import Iterable
 
-from .event import EVENTS, Event
+from .event import EVENTS, WATCH_EVENTS, Event
 from .rules import matches, name_matches
 from .units import format_duration, parse_duration
 
@@ -55,9 +55,10 @@ def check_pattern(pattern: str) -> str:
 
 
 def check_event(event: str) -> str:
-    """One of hastd's seven event words: a typo must not make a silence that mutes nothing."""
-    if event not in EVENTS:
-        raise ValueError(f"unknown event {event!r} (one of {', '.join(EVENTS)})")
+    """One of hastd's seven event words or a watch condition's: a typo must not make a
+    silence that mutes nothing."""
+    if event not in EVENTS and event not in WATCH_EVENTS:
+        raise ValueError(f"unknown event {event!r} (one of {', '.join(EVENTS + WATCH_EVENTS)})")
     return event
 
 

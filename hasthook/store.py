@@ -34,7 +34,7 @@ DAMAGED = (11, 26)
 BUSY_TIMEOUT_MS = 15000
 
 # Every statement is idempotent; bump SCHEMA_VERSION when adding one.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY,
@@ -170,6 +170,28 @@ SCHEMA = [
         comment TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS silences_ends ON silences(ends)",
+    # `hasthook watch` (hasthook/watch.py): what the last pass saw of each resource
+    # (`seen`: error counters, dirty, since when degraded or in init), and each
+    # condition's hysteresis: consecutive bad and good passes, active once it fired.
+    """CREATE TABLE IF NOT EXISTS watch_seen (
+        host TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        time REAL NOT NULL,
+        seen TEXT NOT NULL,
+        PRIMARY KEY (host, resource)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS watch_conditions (
+        host TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        condition TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        bad INTEGER NOT NULL DEFAULT 0,
+        good INTEGER NOT NULL DEFAULT 0,
+        since REAL,
+        severity TEXT,
+        detail TEXT,
+        PRIMARY KEY (host, resource, condition)
+    ) WITHOUT ROWID""",
 ]
 
 TABLES = {"events", "rule_state", "recoveries", "outbox", "silences"}  # of every version
@@ -722,6 +744,48 @@ class Store:
                                                                              o["created"])})
         return out
 
+    # -- watch ----------------------------------------------------------
+
+    def watch_state(self, host: str) -> tuple[dict[str, dict[str, Any]],
+                                              dict[tuple[str, str], dict[str, Any]]]:
+        """What the last watch passes on this host left: ({resource: seen},
+        {(resource, condition): {active, bad, good, since, severity, detail}})."""
+        seen = {r[0]: json.loads(r[1]) for r in self.db.execute(
+            "SELECT resource, seen FROM watch_seen WHERE host = ?", (host,))}
+        conds = {(r["resource"], r["condition"]): {
+            "active": bool(r["active"]), "bad": r["bad"], "good": r["good"],
+            "since": r["since"], "severity": r["severity"], "detail": r["detail"]}
+            for r in self.db.execute("SELECT * FROM watch_conditions WHERE host = ?", (host,))}
+        return seen, conds
+
+    def save_watch_state(self, db: sqlite3.Connection, host: str, now: float,
+                         seen: dict[str, dict[str, Any]],
+                         conds: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Replace this host's watch state (inside the pass's transaction)."""
+        db.execute("DELETE FROM watch_seen WHERE host = ?", (host,))
+        db.execute("DELETE FROM watch_conditions WHERE host = ?", (host,))
+        db.executemany("INSERT INTO watch_seen (host, resource, time, seen) VALUES (?, ?, ?, ?)",
+                       [(host, res, now, _json(v)) for res, v in seen.items()])
+        db.executemany(
+            "INSERT INTO watch_conditions (host, resource, condition, active, bad, good, since, "
+            "severity, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(host, res, cond, int(c["active"]), c["bad"], c["good"], c["since"],
+              c.get("severity"), c.get("detail")) for (res, cond), c in conds.items()])
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('watch_pass', ?)",
+                   (repr(now),))
+
+    def watch_active(self) -> list[dict[str, Any]]:
+        """The conditions watch has raised and not yet resolved, oldest first: host,
+        resource, condition, severity, since, detail."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT host, resource, condition, severity, since, detail FROM watch_conditions "
+            "WHERE active = 1 ORDER BY since, resource, condition")]
+
+    def watch_last_pass(self) -> float | None:
+        """When the last watch pass completed (None: never)."""
+        value = self.meta("watch_pass")
+        return float(value) if value is not None else None
+
     # -- metrics --------------------------------------------------------
 
     def metrics(self) -> dict[str, dict[Any, Any]]:
@@ -729,7 +793,9 @@ class Store:
 
         events {event: count}, last_event {resource: time}, outbox {(channel,
         state): count}, last_sent {channel: time}, recoveries {(resource, state):
-        count}. Counts cover what the retention keeps.
+        count}, watch {(resource, condition, severity): since} of the active
+        conditions, meta {"watch_pass": time} once a watch pass completed. Counts
+        cover what the retention keeps.
         """
         queries = {
             "last_event": "SELECT resource, MAX(last) FROM places GROUP BY resource",
@@ -738,6 +804,9 @@ class Store:
                          "GROUP BY channel",
             "recoveries": "SELECT resource, state, COUNT(*) FROM recoveries "
                           "GROUP BY resource, state",
+            "watch": "SELECT resource, condition, severity, since FROM watch_conditions "
+                     "WHERE active = 1",
+            "meta": "SELECT key, value FROM meta WHERE key = 'watch_pass'",
         }
         out: dict[str, dict[Any, Any]] = {}
         self.db.execute("BEGIN")

@@ -150,19 +150,39 @@ def test_devd_conf_is_balanced():
                if line.strip() and line.strip() not in ("};",))
 
 
-def test_cron_sample_runs_flush_every_minute():
+def test_cron_sample_is_one_watch_line_every_minute():
     entries = []
     files = [f for p in ETC.rglob("*cron*") for f in ([p] if p.is_file() else p.iterdir())]
     for f in files:
         for line in f.read_text().splitlines():
             if line.strip() and not line.lstrip().startswith("#") and "=" not in line.split()[0]:
                 entries.append(line.split())
-    flush = [e for e in entries if "flush" in e]
-    assert flush, entries
-    [e] = flush
+    [e] = entries  # watch does what flush and metrics --textfile did: one line
     assert e[:5] == ["*"] * 5 and e[5] == "root"        # system crontab: a user column
     argv = _hasthook_argv(" ".join(e[6:]).split(">")[0])
-    assert argv[0] == "flush"
+    assert argv == ["watch", "--quiet"]
+    _parses(argv)
+
+
+def test_rc_watch_runs_the_loop_under_daemon(tmp_path):
+    """etc/rc.d/hasthook_watch: it parses, and daemon(8) gets a watch --loop hasthook
+    accepts, with -c from rc.conf."""
+    rc = ETC / "rc.d" / "hasthook_watch"
+    assert subprocess.run(["sh", "-n", str(rc)], capture_output=True).returncode == 0
+    text = rc.read_text()
+    assert re.search(r"^# PROVIDE: hasthook_watch$", text, re.M)
+    subr = tmp_path / "rc.subr"
+    subr.write_text('load_rc_config() { :; }\n'
+                    'run_rc_command() { echo "$command $command_args"; }\n')
+    script = text.replace(". /etc/rc.subr", f". {subr}")
+    out = subprocess.run(["sh", "-c", script, "hasthook_watch", "start"], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin",
+                                         "hasthook_watch_config": "/x.yaml"})
+    argv = shlex.split(out.stdout)
+    assert argv[:2] == ["/usr/sbin/daemon", "-r"], out
+    argv = argv[argv.index("/usr/local/bin/hasthook"):]
+    assert argv[1:] == ["-c", "/x.yaml", "watch", "--quiet", "--loop", "15"]
+    _parses(argv[1:])
 
 
 def test_newsyslog_and_syslog_name_the_same_file():

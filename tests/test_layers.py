@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parent.parent / "hasthook"
 # Highest first. A module may import its own layer or lower ones, never higher.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("programs", ("hasthook.cli", "hasthook.commands", "hasthook.exec", "hasthook.sim")),
-    ("pipeline", ("hasthook.pipeline", "hasthook.spool")),
+    ("pipeline", ("hasthook.pipeline", "hasthook.spool", "hasthook.watch")),
     ("actions", ("hasthook.actions",)),
     ("tools", ("hasthook.tools",)),
     ("edges", ("hasthook.delivery", "hasthook.store", "hasthook.hast", "hasthook.log",

@@ -194,7 +194,7 @@ def test_every_read_command_searches_an_index(tmp_path, monkeypatch):
     for args in (["status"], ["history"], ["history", "--limit", "5"],
                  ["history", "--resource", "r07"], ["history", "--event", "split-brain"],
                  ["history", "--since", "1h", "--resource", "r01", "--event", "connect"],
-                 ["queue"], ["queue", "--sent"], ["metrics"], ["flush", "-q"],
+                 ["queue"], ["queue", "--sent"], ["metrics"], ["flush", "-q"], ["watch", "-q"],
                  ["silence", "add", "r0*", "--for", "1h"], ["test", "split-brain", "r02"]):
         code = cli.main([*args, "-c", c])
         assert code in (0, 1, 75), (args, code)  # status: 1 is "unwell"; flush: 75 retry

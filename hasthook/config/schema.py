@@ -152,7 +152,10 @@ def _explain(err: Any) -> Iterator[Finding]:
         yield path, f"expected {_types(err.validator_value)}, got {_type_of(inst)}", False, False
     elif v == "enum":
         choices = err.validator_value
-        yield path, (f"{inst!r} is not one of {', '.join(map(str, choices))}"
+        # The events' list names each watch condition once, not again as NAME-resolved.
+        shown = [str(c) for c in choices if not str(c).endswith("-resolved")]
+        more = " or a condition's NAME-resolved" if len(shown) < len(choices) else ""
+        yield path, (f"{inst!r} is not one of {', '.join(shown)}{more}"
                      f"{_did_you_mean(inst, choices)}"), False, False
     elif v == "const":
         yield path, f"must be {err.validator_value!r}", False, False

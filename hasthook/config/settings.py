@@ -55,6 +55,18 @@ class Recover(Record, frozen=True):
     syslog: RecoverSyslog = fresh(RecoverSyslog)
 
 
+class Watch(Record, frozen=True):
+    """`hasthook watch`: hysteresis (fall bad passes to fire, rise good ones to resolve),
+    how long degraded or init may last, and the dead-man's heartbeat URL."""
+
+    fall: int = 2
+    rise: int = 2
+    degraded_after: float = 300.0
+    init_after: float = 600.0
+    heartbeat: str | None = None
+    heartbeat_timeout: float = 10.0
+
+
 class Settings(Record):
     """The `settings:` of the rules file; durations in seconds."""
 
@@ -80,6 +92,8 @@ class Settings(Record):
     # The metrics' `pair` label: this name, else the hosts of hast.conf's `on` sections.
     pair: str | None = None
     hast_conf: str = "/etc/hast.conf"
+    watch: Watch = fresh(Watch)
+    metrics_textfile: str | None = None        # rewritten by every watch pass
 
     @classmethod
     def from_dict(cls, user: dict[str, Any] | None) -> Settings:
@@ -94,7 +108,11 @@ class Settings(Record):
             d["alert_channels"] = [d["alert_channels"]]
         for key, kind in _NESTED.items():
             if key in d:
-                d[key] = kind(**(d[key] or {}))
+                sub = dict(d[key] or {})
+                for k in _WATCH_DURATIONS if key == "watch" else ():
+                    if sub.get(k) is not None:
+                        sub[k] = parse_duration(sub[k])
+                d[key] = kind(**sub)
         if "recover" in d and isinstance(d["recover"].syslog, dict):
             d["recover"] = d["recover"].replace(syslog=RecoverSyslog(**d["recover"].syslog))
         return cls(**{k: v for k, v in d.items() if k in cls._fields})
@@ -102,4 +120,6 @@ class Settings(Record):
 
 _DURATIONS = ("hastctl_timeout", "retention", "hook_timeout", "group_wait", "send_timeout",
               "max_age", "failover_step_timeout")
-_NESTED: dict[str, Any] = {"syslog": Syslog, "commands": Commands, "recover": Recover}
+_WATCH_DURATIONS = ("degraded_after", "init_after", "heartbeat_timeout")
+_NESTED: dict[str, Any] = {"syslog": Syslog, "commands": Commands, "recover": Recover,
+                           "watch": Watch}

@@ -12,7 +12,8 @@ becomes 1 s, the recovery's delay 500 ms, group_wait 500 ms (2 s for a
 link loss, long enough for a 20-resource burst to be one message). Waits
 hastd itself sleeps through (a reconnection 10 s after a reload, the
 secondary's 20 s timeout after a cable pull) pass in simulated time.
-Lines marked `hastd:` are from the node's hastd log.
+Lines marked `hastd:` are from the node's hastd log. `hasthook watch` passes,
+a minute apart under cron, run back to back.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ rules:
       - command:
           argv: [/bin/echo, "{resource}: {old_role} -> {new_role} on {host}"]
           timeout: 5s
+  # What hastd never announces, found by `hasthook watch`: a failing disk.
+  - name: disk-failing
+    match: {event: io-errors}
+    send_resolved: true
+    actions:
+      - notify: [ops, oncall]
   # connect, syncstart, syncdone: recorded only.
   - name: the-rest
     match: {event: "*"}
@@ -122,9 +129,13 @@ def hook_program(workdir: Path) -> str:
     return str(wrapper)
 
 
-def node_rules(name: str, state_dir: Path, hastctl: str, sink: HttpSink) -> dict[str, Any]:
-    """RULES for one node: its hostname, state, hastctl; channels to the receiver."""
+def node_rules(name: str, state_dir: Path, hastctl: str, sink: HttpSink,
+               hast_conf: str | None = None) -> dict[str, Any]:
+    """RULES for one node: its hostname, state, hastctl, hast.conf; channels to the
+    receiver."""
     data = yaml.safe_load(RULES)
+    if hast_conf:
+        data["settings"]["hast_conf"] = hast_conf
     data["settings"].update(hostname=name, state_dir=str(state_dir), hastctl=hastctl,
                             # no syslog socket: lines go to hasthook.log in the state dir
                             syslog={"socket": str(state_dir.parent / "no-syslog")})
@@ -144,6 +155,8 @@ class Tally:
     problems: list[str] = field(default_factory=list)
     recovery: str = "no recovery ran"
     burst: str = ""
+    conditions: list[str] = field(default_factory=list)  # what watch raised
+    watch: str = ""
 
 
 class Demo:
@@ -164,7 +177,8 @@ class Demo:
         for name, node in self.cluster.nodes.items():
             cfg = root / f"rules-{name}.yaml"
             cfg.write_text(yaml.safe_dump(
-                node_rules(name, self.state[name], node.hastctl_path, sink), sort_keys=False))
+                node_rules(name, self.state[name], node.hastctl_path, sink,
+                           str(node.hast_conf)), sort_keys=False))
             cfg.chmod(0o600)
             node.env["HASTHOOK_CONFIG"] = str(cfg)  # rc.conf: hastd_env
             node.stop_hastd(clean=True)  # hooks get hastd's environment: restart with it
@@ -341,8 +355,12 @@ class Demo:
                       "-> init -> secondary), host1 sees the disconnect and reconnects 10s "
                       "later", self.reload,
                    hastd=("configuration was modified", "Configuration reloaded"))
+        self.phase(6, f"a disk starts to fail: host1's local disk under {RES} fails reads "
+                      "and hastd fires nothing; `hasthook watch` (cron runs a pass a minute; "
+                      "here back to back) sees the error counters rise, alerts once, and "
+                      "says when they stopped", self.failing_disk)
         burst_start = (time.time(), len(self.sink.requests))
-        self.phase(6, f"a cable pull: all {len(self.names)} resources lose the link at once; "
+        self.phase(7, f"a cable pull: all {len(self.names)} resources lose the link at once; "
                       "host2 gives up on each after 20s, idle host1 later still; disconnect "
                       "for each, on both nodes",
                    lambda: c.link_loss(dirty_extents=0), fold=True)
@@ -381,6 +399,22 @@ class Demo:
         c.connect(RES)             # connect on both; the sync resumes
         self.recorded()
         c.sync_done(RES)
+
+    def failing_disk(self) -> None:
+        """Eight watch passes on both nodes: read errors rise during the first four."""
+        from hasthook.config import load
+        from hasthook.log import Log
+        from hasthook.watch import run_pass
+
+        cfgs = {h: load(str(self.root / f"rules-{h}.yaml")) for h in HOSTS}
+        logs = {h: Log.from_settings(cfgs[h].settings) for h in HOSTS}
+        for i in range(8):
+            if i < 4:
+                self.cluster.host1.local_errors(RES, read=2 + i)
+            for h in HOSTS:
+                done = run_pass(cfgs[h], self.store(h), logs[h])
+                self.tally.conditions += [e.event for e in done.events]
+            self.cluster.advance(60)
 
     def reload(self) -> None:
         c = self.cluster
@@ -431,6 +465,14 @@ class Demo:
             counts[h] = len([m for m in self.sink.requests[burst_i:]
                              if isinstance(m["body"], dict)
                              and str(m["body"].get("title", "")).endswith(f"({h})")])
+        told = [m for m in self.sink.requests if isinstance(m["body"], dict)
+                and " io-errors" in str(m["body"].get("title", ""))]
+        if t.conditions != ["io-errors", "io-errors-resolved"]:
+            t.problems.append(f"watch raised {t.conditions or 'nothing'}, not one io-errors "
+                              "and its end")
+        else:
+            t.watch = (f"io-errors on {RES} (host1) raised once and resolved once in 8 passes; "
+                       f"{len(told)} messages (alert and resolved, to ops and oncall)")
         t.burst = (f"{2 * len(self.names)} disconnects -> "
                    + ", ".join(f"{n} message{'s' * (n != 1)} from {h}"
                                for h, n in counts.items()))
@@ -452,6 +494,7 @@ class Demo:
                  f"{queued} left in the outboxes")
         self.say(f"  recovery: {t.recovery}")
         self.say(f"  burst: {t.burst}")
+        self.say(f"  watch: {t.watch}")
         self.say(f"  took {time.time() - self.t0:.1f}s")
         if t.problems:
             self.say("demo FAILED: " + "; ".join(t.problems))

@@ -26,9 +26,9 @@ def free_port() -> int:
 
 
 class HttpSink:
-    """An HTTP server on 127.0.0.1 recording each POST.
+    """An HTTP server on 127.0.0.1 recording each POST (and GET: a heartbeat's ping).
 
-    `requests` holds {path, body, headers, at (monotonic), time (epoch)};
+    `requests` holds {method, path, body, headers, at (monotonic), time (epoch)};
     `status` is what it answers; `base` (host:port) goes into a json:// URL.
     """
 
@@ -54,6 +54,9 @@ class HttpSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - a heartbeat ping
+                self.do_POST()
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
@@ -62,7 +65,8 @@ class HttpSink:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 with sink.lock:
-                    sink.requests.append({"path": self.path, "body": body,
+                    sink.requests.append({"method": self.command, "path": self.path,
+                                          "body": body,
                                           "headers": dict(self.headers),
                                           "at": time.monotonic(), "time": time.time()})
                 sink.hold.wait(120)

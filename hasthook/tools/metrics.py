@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import hastconf
 from ..config.settings import Settings
-from ..hast import Hastctl
+from ..hast import Hastctl, Resource
 from ..hastconf import HastConf, HastConfError
 from ..record import Record, fresh
 from .recover import ATTEMPTS
@@ -78,14 +78,19 @@ def read_hast_conf(settings: Settings, log: Any) -> HastConf | None:
     return None
 
 
-def gather(hastctl: Hastctl, store: Any, cfg: Any, conf: HastConf | None = None) -> list[Family]:
+def gather(hastctl: Hastctl, store: Any, cfg: Any, conf: HastConf | None = None,
+           listed: tuple[dict[str, Resource], bool] | None = None) -> list[Family]:
     """Every metric, from `hastctl list`, the database and hast.conf (`conf`, for the
-    pair label); never raises for hastd down."""
-    listed, r = hastctl.list()
-    up = r.ok and (bool(listed) or not r.stdout.strip())
+    pair label); never raises for hastd down. `listed`: (resources, answered) of a
+    `hastctl list` the caller ran already (a watch pass), so it is not run twice."""
+    if listed is None:
+        resources, r = hastctl.list()
+        up = r.ok and (bool(resources) or not r.stdout.strip())
+    else:
+        resources, up = listed
     db = store.metrics()
     by_res, node_pair = pairs(cfg.settings.pair, conf)
-    roles = {name: res.role or "" for name, res in listed.items() if res.error is None}
+    roles = {name: res.role or "" for name, res in resources.items() if res.error is None}
 
     def of(resource: str) -> dict[str, str]:
         """The labels every per-resource series starts with."""
@@ -115,9 +120,14 @@ def gather(hastctl: Hastctl, store: Any, cfg: Any, conf: HastConf | None = None)
          "When a message last went out to the channel (Unix time)."),
         ("hasthook_recovery_attempts", "gauge",
          "Split-brain recovery attempts by resource and outcome (within settings.retention)."),
+        ("hasthook_watch_condition_active", "gauge",
+         "A condition `hasthook watch` raised and has not resolved (io-errors, hastd-down, "
+         "...), by resource; always 1."),
+        ("hasthook_watch_last_pass_timestamp_seconds", "gauge",
+         "When the last `hasthook watch` pass completed (Unix time)."),
     )}
     f["hasthook_hastd_up"].add(int(up), pair=node_pair)
-    for name, res in listed.items():
+    for name, res in resources.items():
         if res.error is not None:
             continue
         f["hast_resource_info"].add(1, **of(name), provname=res.provname or "",
@@ -147,6 +157,12 @@ def gather(hastctl: Hastctl, store: Any, cfg: Any, conf: HastConf | None = None)
     for (res_name, state), n in sorted(db["recoveries"].items()):
         if state in ATTEMPTS:
             f["hasthook_recovery_attempts"].add(n, **of(res_name), state=state)
+    for (res_name, condition, severity), _ in sorted(db["watch"].items()):
+        f["hasthook_watch_condition_active"].add(1, **of(res_name), condition=condition,
+                                                 severity=severity or "")
+    if "watch_pass" in db["meta"]:
+        f["hasthook_watch_last_pass_timestamp_seconds"].add(float(db["meta"]["watch_pass"]),
+                                                            pair=node_pair)
     return list(f.values())
 
 

@@ -2,7 +2,8 @@
 
 The live state comes from `hastctl list` (the one place hastd tells it), the
 story from the history: the last event per resource and the alerts no later
-event has resolved. Exit 1 when a resource is degraded or split-brained.
+event has resolved, and the conditions `hasthook watch` holds active. Exit 1
+when a resource is degraded or split-brained, or a condition is active.
 
 Split-brained means an unresolved split-brain in the history while the
 resource is not connected now: a split-brain refuses the connection, so a
@@ -50,10 +51,15 @@ class Report(Record):
     alerts: list[dict[str, Any]]
     silences: list[dict[str, Any]]
     hastd_pid: int | None = None
+    # `hasthook watch`: the conditions it holds active, and when its last pass completed.
+    conditions: list[dict[str, Any]] = fresh(list)
+    watch_pass: float | None = None
 
     @property
     def problems(self) -> list[str]:
-        return [p for r in self.resources for p in r.problems]
+        return [p for r in self.resources for p in r.problems] + [
+            f"{c['resource']}: {c['condition']} (hasthook watch, since {iso(c['since'])})"
+            for c in self.conditions]
 
     @property
     def code(self) -> int:
@@ -93,7 +99,8 @@ def gather(hastctl: Hastctl, store, settings: Settings,
             st.problems.append(f"{name} is split-brained ({a['count']} split-brain "
                                f"events since {iso(a['first'])}, none resolved)")
         resources.append(st)
-    return Report(resources, alerts, silences, pid)
+    return Report(resources, alerts, silences, pid, store.watch_active(),
+                  store.watch_last_pass())
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -113,6 +120,8 @@ def to_json(report: Report) -> dict[str, Any]:
                    for a in report.alerts],
         "silences": [{**s, "ends": iso(s["ends"]), "created": iso(s["created"])}
                      for s in report.silences],
+        "conditions": [{**c, "since": iso(c["since"])} for c in report.conditions],
+        "watch_pass": iso(report.watch_pass) if report.watch_pass is not None else None,
     }
 
 
@@ -160,6 +169,14 @@ def render(report: Report, now: float | None = None) -> str:
             lines.append(f"  {what}")
     else:
         lines.append("Active silences: none")
+    if report.watch_pass is None:
+        lines.append("Conditions: not watched (no `hasthook watch` pass yet)")
+    else:
+        lines.append(f"Conditions (hasthook watch, last pass {_ago(report.watch_pass, now)}): "
+                     + ("none" if not report.conditions else ""))
+        for c in report.conditions:
+            lines.append(f"  {c['severity'] or '-':<8}  {c['resource']}  {c['condition']}  "
+                         f"since {iso(c['since'])}: {c['detail']}")
     for p in report.problems:
         lines.append(f"PROBLEM: {p}")
     return "\n".join(lines) + "\n"

@@ -71,8 +71,9 @@ def test_every_error_on_its_own_line_with_file_line_column_and_path(tmp_path):
         f"{path}:6:8: channels.bad: apprise cannot parse this URL "
         "(unknown service or malformed)",
         f"{path}:9:20: rules[0].match.event: 'split-brian' is not one of role, connect, "
-        "disconnect, syncstart, syncdone, syncintr, split-brain, * "
-        "(did you mean 'split-brain'?)",
+        "disconnect, syncstart, syncdone, syncintr, split-brain, hastd-down, io-errors, "
+        "degraded, sync-stalled, stuck-init, role-unexpected, exec-not-wired, * or a "
+        "condition's NAME-resolved (did you mean 'split-brain'?)",
         f"{path}:9:45: rules[0].match.dirty_over: not a size: '1 Gig' "
         "(use e.g. 512K, 64M, 1G)",
         f"{path}:10:5: rules[0].thrrottle: unknown key 'thrrottle' (did you mean 'throttle'?)",

@@ -35,7 +35,9 @@ def test_load_rejects_an_invalid_file_naming_file_line_and_path(tmp_path):
         load(str(path))
     assert str(e.value) == (
         f"{path}:3:20: rules[0].match.event: 'split-brian' is not one of role, connect, "
-        "disconnect, syncstart, syncdone, syncintr, split-brain, * (did you mean 'split-brain'?)")
+        "disconnect, syncstart, syncdone, syncintr, split-brain, hastd-down, io-errors, "
+        "degraded, sync-stalled, stuck-init, role-unexpected, exec-not-wired, * or a "
+        "condition's NAME-resolved (did you mean 'split-brain'?)")
 
 
 def test_yaml_syntax_error_names_line_and_column(tmp_path):
@@ -158,12 +160,13 @@ def test_packaged_example_passes_check():
         "# yaml-language-server: $schema=./hasthook/config/schema.json\n")
     r = run_cmd(command("hasthook"), "check", "-c", str(example))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(f"{example}: OK: 9 rules, 2 channels")
+    assert r.stdout.startswith(f"{example}: OK: 12 rules, 2 channels")
     data = yaml.safe_load(example.read_text())
     words = {e for rule in data["rules"] for e in
              ([rule["match"].get("event")] if isinstance(rule["match"].get("event"), str)
               else rule["match"].get("event") or [])}
-    assert {"split-brain", "disconnect", "syncintr", "role", "*"} <= words
+    assert {"split-brain", "disconnect", "syncintr", "role", "io-errors", "hastd-down",
+            "*"} <= words
     actions = {next(iter(a)) for rule in data["rules"] for a in rule.get("actions", [])}
     assert actions == {"notify", "recover", "command"}
 

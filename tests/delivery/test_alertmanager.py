@@ -23,6 +23,7 @@ from hasthook import exec as hook_exec
 from hasthook import redact
 from hasthook.config.schema import check_url
 from hasthook.delivery import alertmanager as am
+from hasthook.event import CONDITIONS
 from hasthook.sim import SimCluster
 from hasthook.store import Store
 
@@ -141,7 +142,10 @@ def test_alertnames():
     assert am.alertname("disconnect", rule="hasthook") == "HasthookAlert"
     assert am.RESOLVED_BY == {"disconnect": ("connect",), "syncintr": ("syncdone",),
                               "syncstart": ("syncdone",),
-                              "split-brain": ("syncdone", "connect")}
+                              "split-brain": ("syncdone", "connect"),
+                              # hasthook watch's conditions end with NAME-resolved
+                              **{c: (f"{c}-resolved",) for c in CONDITIONS}}
+    assert am.alertname("io-errors") == "HastIoErrors"
 
 
 def _row(event, kind="alert", created=1000.0, resource=RES, host="host1", severity="warning",

@@ -21,7 +21,8 @@ def test_demo_runs_from_root_and_tells_the_whole_story():
     assert "hasthook-exec for every event" in out
     # the life of the pair, in order
     steps = ["1. hastd starts", "2. the nodes connect for the first time", "3. host2 drops out",
-             "4. split-brain", "5. config reload", "6. a cable pull", "Summary"]
+             "4. split-brain", "5. config reload", "6. a disk starts to fail",
+             "7. a cable pull", "Summary"]
     assert [out.index(s) for s in steps] == sorted(out.index(s) for s in steps)
     phase = {s: out[out.index(s):out.index(steps[i + 1])] for i, s in enumerate(steps[:-1])}
     # events per host, with the rules they matched
@@ -42,6 +43,13 @@ def test_demo_runs_from_root_and_tells_the_whole_story():
     assert re.search(r"host1  connect ", reload) and re.search(r"host2  connect ", reload)
     assert ("host2  hastd: [INFO] Resource shared1 configuration was modified, restarting it."
             in reload)
+    # a failing disk, which hastd never announces: watch finds it, tells once, resolves
+    disk = phase["6. a disk starts to fail"]
+    assert re.search(r"host1  io-errors +shared1 .*rules: disk-failing", disk)
+    assert disk.count(">> message to ops: [critical] io-errors on shared1 (host1)") == 1
+    assert disk.count(">> message to ops: [resolved] io-errors-resolved on shared1 (host1)") == 1
+    assert disk.index("[critical] io-errors") < disk.index("[resolved] io-errors-resolved")
+    assert "watch: io-errors on shared1 (host1) raised once and resolved once in 8 passes" in out
     # the recovery: on the secondary only, the article's three steps, its syslog line
     assert "recover: RECOVERED" in out
     for step in ("hastctl role init shared1 -> exit 0", "hastctl create shared1 -> exit 0",

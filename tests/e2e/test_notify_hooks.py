@@ -222,8 +222,8 @@ def test_queue_shows_pending_and_dead(write_config, tmp_path):
     assert "error: json://127.0.0.1:9/j" in r.stdout
 
 
-def test_cron_sample_runs_flush_every_minute():
-
+def test_cron_sample_runs_watch_every_minute():
+    """watch does what flush did (retries included) on every pass."""
     text = (REPO / "etc" / "cron.d" / "hasthook").read_text()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln]
-    assert "*       *    *    *     *    root /usr/local/bin/hasthook flush --quiet" in lines
+    assert "*       *    *    *     *    root /usr/local/bin/hasthook watch --quiet" in lines

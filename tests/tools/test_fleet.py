@@ -71,6 +71,11 @@ def _populate(state_dir: Path) -> None:
     store.outbox_settle([{"id": ids[0], "delivered": ["x"], "sent": True, "due": 0,
                           "error": None}], 1_700_000_100)
     store.recovery_add("shared2", "host1", "action", "recovered", 1_700_000_000)
+    with store.transaction() as db:  # a watch pass that holds a condition active
+        store.save_watch_state(db, state_dir.name, 1_700_000_200, {}, {
+            ("shared1", "io-errors"): {"active": True, "bad": 2, "good": 0,
+                                       "since": 1_700_000_140, "severity": "critical",
+                                       "detail": "read +1"}})
     store.close()
 
 
@@ -146,7 +151,7 @@ def test_the_simulated_life_prints_what_the_rules_look_at(snapshots):
     assert roles(last["host1"]) == [("shared1", "secondary"), ("shared2", "init")]
     assert roles(last["host2"]) == [("shared1", "secondary"), ("shared2", "secondary")]
     assert {dict(lb)["pair"] for lb in [lb for _, lb in snapshots["unpaired"]]} == {""}
-    assert len(vocabulary(snapshots)) == 11  # every family printed samples
+    assert len(vocabulary(snapshots)) == 13  # every family printed samples
 
 
 # --- promtool ---------------------------------------------------------------------------
@@ -325,9 +330,9 @@ def test_rules_and_dashboard_use_only_series_hasthook_prints(snapshots):
     assert "node_textfile_mtime_seconds" in used
 
 
-def test_the_stale_file_alert_watches_the_file_cron_writes():
-    cron = (ROOT / "etc" / "cron.d" / "hasthook").read_text()
-    path = re.search(r"metrics --textfile (\S+)", cron).group(1)
+def test_the_stale_file_alert_watches_the_file_watch_writes():
+    example = yaml.safe_load((ROOT / "rules.example.yaml").read_text())
+    path = example["settings"]["metrics_textfile"]
     [rule] = [r for r in rules() if r["alert"] == "HasthookMetricsStale"]
     pattern = re.search(r'file=~"([^"]+)"', rule["expr"]).group(1)
     assert re.fullmatch(pattern, path) and re.fullmatch(pattern, Path(path).name)

@@ -80,6 +80,12 @@ def cfg(write_config, node, tmp_path):
     store.outbox_expire(1_700_000_002)  # the second row: given up
     for state in ("recovered", "failed", "recovered", "blocked"):
         store.recovery_add("web", "host1", "action", state, 1_700_000_000)
+    with store.transaction() as tx:  # what a watch pass leaves: one active condition
+        store.save_watch_state(tx, "host1", 1_700_000_200.0, {}, {
+            ("db", "io-errors"): {"active": True, "bad": 3, "good": 0, "since": 1_700_000_080,
+                                  "severity": "critical", "detail": "read +1"},
+            ("web", "degraded"): {"active": False, "bad": 1, "good": 0, "since": 1_700_000_200,
+                                  "severity": "warning", "detail": "pending"}})
     store.close()
     return path
 
@@ -116,12 +122,17 @@ def test_every_metric_from_hastctl_and_the_database(cfg):
     assert series(m, "hasthook_recovery_attempts", **web, state="failed") == 1
     assert ("hasthook_recovery_attempts", frozenset({**web, "state": "blocked"}.items())) \
         not in m
+    # hasthook watch: active conditions only, and when its last pass completed.
+    assert {labels: v for (name, labels), v in m.items()
+            if name == "hasthook_watch_condition_active"} == {
+        frozenset({**db, "condition": "io-errors", "severity": "critical"}.items()): 1}
+    assert series(m, "hasthook_watch_last_pass_timestamp_seconds", pair=PAIR) == 1_700_000_200
 
 
 def test_labels_and_names_follow_prometheus_conventions(cfg):
     text = run_cmd(command("hasthook"), "metrics", "-c", str(cfg)).stdout
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
-    assert len(types) == 11
+    assert len(types) == 13
     for name, typ in types.items():
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
         assert name.endswith("_total") == (typ == "counter"), name  # _total: counters only
@@ -181,15 +192,23 @@ def test_label_values_are_escaped():
     assert m == {("x", frozenset({"resource": 'we"ird\\na\nme'}.items())): 1.5}
 
 
-def test_cron_sample_writes_the_textfile_every_minute():
-
-    text = (REPO / "etc" / "cron.d" / "hasthook").read_text()
-    lines = [ln.split() for ln in text.splitlines() if ln and not ln.startswith("#")
-             and "=" not in ln]
-    [entry] = [e for e in lines if "metrics" in e]
-    assert entry[:6] == ["*"] * 5 + ["root"]
-    assert entry[6:] == ["/usr/local/bin/hasthook", "metrics", "--textfile",
-                         "/var/db/node_exporter/hasthook.prom"]
+def test_each_watch_pass_writes_the_textfile(cfg, tmp_path):
+    """cron runs `hasthook watch` every minute (etc/cron.d); with settings.metrics_textfile
+    (rules.example.yaml: node_exporter's directory) each pass rewrites the file, from
+    the pass's own `hastctl list`."""
+    example = yaml.safe_load((REPO / "rules.example.yaml").read_text())
+    assert example["settings"]["metrics_textfile"] == "/var/db/node_exporter/hasthook.prom"
+    out = tmp_path / "textfile" / "hasthook.prom"
+    out.parent.mkdir()
+    data = yaml.safe_load(cfg.read_text())
+    data["settings"]["metrics_textfile"] = str(out)
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_cmd(command("hasthook"), "watch", "-q", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    m = parse(out.read_text())
+    assert series(m, "hasthook_hastd_up", pair=PAIR) == 1
+    assert series(m, "hasthook_watch_last_pass_timestamp_seconds", pair=PAIR) > 1_700_000_200
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
 def node_config(tmp_path, syslog, name: str, node: SimNode, **settings) -> str:
