@@ -25,7 +25,7 @@ from .record import Record
 # What programs hasthook runs see of the environment: the base system's PATH (as
 # hastd's rc.d script sets it), plus whatever documented HASTHOOK_* values the caller adds.
 PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
-OUTPUT_LIMIT = 64 * 1024  # bytes kept of each stream: enough for any hastctl list
+OUTPUT_LIMIT = 4 * 1024 * 1024  # bytes kept of each stream: any hastctl list, long names too
 
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -112,6 +112,11 @@ def take(store: Store, state_dir: str, log: Levels | None,
     for i, path in enumerate(paths(state_dir)):
         if i and not private_dir(os.path.dirname(path)):
             continue
+        if not i:
+            try:
+                trust.state_dir(state_dir, create=False)
+            except trust.Untrusted:
+                continue  # another user's directory: touch nothing there
         if os.path.isfile(path):
             try:  # a name no earlier run left behind (pids come round again)
                 os.rename(path, f"{path}.{os.getpid()}.{time.time_ns()}")

@@ -615,14 +615,15 @@ class Store:
                        (now, why, now))
         return rows
 
-    def outbox_expire(self, created_before: float) -> list[dict[str, Any]]:
-        """Pending rows queued before `created_before` become dead; returns them."""
+    def outbox_expire(self, created_before: float, now: float) -> list[dict[str, Any]]:
+        """Pending rows queued before `created_before` become dead (their `due` says when
+        they died); returns them."""
         with self.transaction() as db:
             rows = [_outbox_row(r) for r in db.execute(
                 "SELECT * FROM outbox WHERE state = 'pending' AND created < ?",
                 (created_before,))]
-            db.execute("UPDATE outbox SET state = 'dead' WHERE state = 'pending' AND created < ?",
-                       (created_before,))
+            db.execute("UPDATE outbox SET state = 'dead', due = ? WHERE state = 'pending' "
+                       "AND created < ?", (now, created_before))
         return rows
 
     def outbox_ready(self, now: float, everything: bool = False) -> list[tuple[str, str]]:
@@ -668,9 +669,9 @@ class Store:
             is not None
 
     def outbox_dead_since(self, since: float) -> int:
-        """How many messages went dead (were given up) having been queued after `since`."""
+        """How many messages went dead (were given up) after `since`."""
         return self.db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead' AND "
-                               "created > ?", (since,)).fetchone()[0]
+                               "due > ?", (since,)).fetchone()[0]
 
     def outbox_list(self, states: tuple[str, ...] = ("pending", "sending", "dead"),
                     limit: int | None = None) -> list[dict[str, Any]]:

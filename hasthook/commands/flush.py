@@ -43,12 +43,13 @@ def run(args: argparse.Namespace, app) -> int:
     done = Pipeline(app.cfg, app.store, log).upkeep(everything=args.all)
     if not args.quiet:
         report(done, app.store)
-    # Messages given up lately: a channel is broken and someone must look (queue).
+    # Messages given up within the last max_age: a channel is broken and someone must
+    # look (`hasthook queue`).
     dead = app.store.outbox_dead_since(time.time() - app.settings.max_age)
     if dead:
         if not args.quiet:
-            print(f"hasthook: {dead} message{'s' if dead != 1 else ''} given up within "
-                  f"settings.max_age; `hasthook queue` lists them", file=sys.stderr)
+            print(f"hasthook: {dead} message{'s' if dead != 1 else ''} given up lately "
+                  "(settings.max_age); `hasthook queue` lists them", file=sys.stderr)
         return sysexits.EX_UNAVAILABLE
     return sysexits.EX_TEMPFAIL if done.failed else sysexits.EX_OK
 

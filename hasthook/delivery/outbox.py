@@ -145,7 +145,7 @@ def _drain_locked(store, cfg, log, pol: Settings, deadline: float, everything: b
         now = time.time()
         for r in store.outbox_requeue_abandoned(now, ABANDONED):
             log.warning(f"[{r['resource']}] message {r['id']} to {r['channel']}: {ABANDONED}")
-        for r in store.outbox_expire(now - pol.max_age):
+        for r in store.outbox_expire(now - pol.max_age, now):
             report.dead += 1
             log.crit(f"[{r['resource']}] message {r['id']} to {r['channel']} ({r['title']}) "
                      f"undelivered after {r['attempts']} attempts, given up: {r['last_error']}")

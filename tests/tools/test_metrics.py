@@ -77,7 +77,7 @@ def cfg(write_config, node, tmp_path):
                for i in range(3)]
     store.outbox_settle([{"id": ids[0], "delivered": ["x"], "sent": True, "due": 0,
                           "error": None}], 1_700_000_100.5)
-    store.outbox_expire(1_700_000_002)  # the second row: given up
+    store.outbox_expire(1_700_000_002, 1_700_000_003)  # the second row: given up
     for state in ("recovered", "failed", "recovered", "blocked"):
         store.recovery_add("web", "host1", "action", state, 1_700_000_000)
     with store.transaction() as tx:  # what a watch pass leaves: one active condition
