@@ -106,20 +106,58 @@ MAX_VALUES = 200_000            # counting each alias as the copy it stands for
 MAX_DEPTH = 64
 
 
+_LOADER: Any = None
+DUPLICATE = "duplicate key"
+
+
+def _loader() -> Any:
+    """yaml.SafeLoader refusing duplicate keys. PyYAML keeps the last of two `ops:`
+    silently, so a pasted second channel or rule would quietly replace the first.
+    Made on first use: the hook imports yaml only when the file changed."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        merge = "tag:yaml.org,2002:merge"
+
+        class Loader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                if isinstance(node, yaml.MappingNode):
+                    seen: dict[Any, Any] = {}
+                    for key_node, _ in node.value:
+                        if key_node.tag == merge:  # `<<:` merges are meant to be overridden
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        try:
+                            first = seen.setdefault(key, key_node.start_mark)
+                        except TypeError:  # an unhashable key: the base class says so
+                            continue
+                        if first is not key_node.start_mark:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"{DUPLICATE} {key!r} (first on line "
+                                f"{first.line + 1})", key_node.start_mark)
+                return super().construct_mapping(node, deep)
+
+        _LOADER = Loader
+    return _LOADER
+
+
 def parse_text(text: str, path: str = "<string>") -> dict[str, Any]:
-    """YAML text to a mapping; syntax errors name the file and line."""
+    """YAML text to a mapping; syntax errors and duplicate keys name the file and line."""
     import yaml
 
     if len(text) > MAX_CHARS:
         raise _error([Problem(path, 1, 1, "(yaml)",
                               f"file too large ({len(text)} characters; at most {MAX_CHARS})")])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())  # a SafeLoader: plain data only
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
-        raise _error([Problem(path, line, col, "(yaml)", f"syntax error: {problem}")]) from None
+        if not problem.startswith(DUPLICATE):
+            problem = f"syntax error: {problem}"
+        raise _error([Problem(path, line, col, "(yaml)", problem)]) from None
     except RecursionError:
         raise _error([Problem(path, 1, 1, "(yaml)",
                               f"nested more than {MAX_DEPTH} levels deep")]) from None

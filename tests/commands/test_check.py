@@ -124,6 +124,16 @@ def test_yaml_syntax_error(tmp_path):
     assert line.startswith(f"{path}:4:1: (yaml): syntax error: ")
 
 
+def test_duplicate_key(tmp_path):
+    path = write(tmp_path, """
+        channels:
+          ops: "json://127.0.0.1:9/first"
+          oncall: "json://127.0.0.1:9/pager"
+          ops: "json://127.0.0.1:9/second"
+        """)
+    assert errors_of(check(path)) == [f"{path}:4:3: (yaml): duplicate key 'ops' (first on line 2)"]
+
+
 def test_credentials_readable_by_others_is_a_warning(tmp_path):
     text = """
         channels:
