@@ -281,7 +281,7 @@ class Pipeline:
         Their rules did not act (a late recovery or command could do harm; a late
         message could mislead), so the admin is told what happened meanwhile.
         """
-        from .units import iso
+        from .units import iso, plural
 
         if not taken:
             return
@@ -292,8 +292,8 @@ class Pipeline:
             with self.store.transaction() as db:
                 ctx = self.context(worst, event_id, rule="(late-events)")
                 actions.alert(
-                    ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded late, "
-                    "rules not applied",
+                    ctx, db, f"hasthook on {worst.host}: {plural(len(taken), 'event')} recorded "
+                    "late, rules not applied",
                     "The database could not take these events when they happened (locked, "
                     "unwritable or damaged); they were spooled and are in the history now:\n"
                     + "\n".join(lines) + "\nNo rule acted on them: nothing was notified, "

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from .event import EVENTS, Event
 from .rules import matches, name_matches
-from .units import format_duration, parse_duration
+from .units import did_you_mean, format_duration, parse_duration
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ def check_pattern(pattern: str) -> str:
 def check_event(event: str) -> str:
     """One of hastd's seven event words: a typo must not make a silence that mutes nothing."""
     if event not in EVENTS:
-        raise ValueError(f"unknown event {event!r} (one of {', '.join(EVENTS)})")
+        raise ValueError(f"unknown event {event!r}{did_you_mean(event, EVENTS)}; one of "
+                         f"{', '.join(EVENTS)}")
     return event
 
 

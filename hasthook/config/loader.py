@@ -208,18 +208,32 @@ def parse_and_validate(text: str, path: str, deep: bool = False
     return data, validate(data, path, text, deep=deep)
 
 
-def load(explicit: str | None = None) -> Config:
-    """Read the config; a named file that is missing or broken raises ConfigError."""
-    path, named = find(explicit)
+def read_text(path: str, named: bool) -> str | None:
+    """The rules file's text; None when the default file is absent (the built-in defaults).
+
+    ConfigError: 66 (EX_NOINPUT) for a named file that is missing or one that cannot
+    be read, 78 (EX_CONFIG) for a file that is not UTF-8 text.
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except FileNotFoundError:
         if named:
             raise ConfigError(f"{path}: no such file", status=sysexits.EX_NOINPUT) from None
-        return from_data({}, None)
+        return None
     except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}", status=sysexits.EX_NOINPUT) from None
+        raise ConfigError(f"{path}: {e.strerror or e}", status=sysexits.EX_NOINPUT) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start})", status=sysexits.EX_CONFIG) from None
+
+
+def load(explicit: str | None = None) -> Config:
+    """Read the config; a named file that is missing or broken raises ConfigError."""
+    path, named = find(explicit)
+    text = read_text(path, named)
+    if text is None:
+        return from_data({}, None)
     data, problems = parse_and_validate(text, path)
     if any(not p.warning for p in problems):
         raise _error(problems)
@@ -239,12 +253,30 @@ def _state_dir_hint(text: str) -> str:
 
 
 def read_last_good(state_dir: str) -> dict[str, Any] | None:
+    return last_good(state_dir)[0]
+
+
+def last_good(state_dir: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The copy the hook falls back on: (copy, None), (None, None) when there is none
+    (or it is damaged: the hook would not use it either), (None, why) when it cannot be
+    read from here (`hasthook check` as a user who cannot read the state dir)."""
+    path = os.path.join(state_dir, LKG_NAME)
     try:
-        with open(os.path.join(state_dir, LKG_NAME), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) and isinstance(saved.get("data"), dict) else None
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path}: {e.strerror or e}"
+    except ValueError:
+        return None, None
+    ok = isinstance(saved, dict) and isinstance(saved.get("data"), dict)
+    return (saved if ok else None), None
+
+
+def last_good_for(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """last_good() of the state dir this file's text names, found as the hook finds it."""
+    return last_good(_state_dir_hint(text))
 
 
 def save_last_good(state_dir: str, source: str, text: str, data: dict[str, Any]) -> None:
