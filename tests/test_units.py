@@ -1,5 +1,6 @@
 import pytest
 
+from hasthook.event import EVENTS
 from hasthook.units import format_duration, parse_duration, parse_size
 
 
@@ -24,3 +25,14 @@ def test_sizes(text, n):
 
 def test_format_duration():
     assert (format_duration(5), format_duration(3725)) == ("5s", "1h2m5s")
+
+
+def test_plural_and_did_you_mean():
+    from hasthook.units import did_you_mean, plural
+
+    assert [plural(n, "event") for n in (0, 1, 2)] == ["0 events", "1 event", "2 events"]
+    assert plural(1, "recovery", "recoveries") == "1 recovery"
+    assert plural(3, "recovery", "recoveries") == "3 recoveries"
+    assert did_you_mean("disconect", EVENTS) == " (did you mean 'disconnect'?)"
+    assert did_you_mean("resync-paused", EVENTS) == ""
+
