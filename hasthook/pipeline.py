@@ -168,10 +168,9 @@ class Pipeline:
         if not rest:
             return
         ctx = self.context(ev, event_id, rule=report.rule, after=after)
-        literal = [t.replace("{", "{{").replace("}", "}}") for t in (report.title, report.body)]
-        h.jobs.append(actions.prepare("notify", {"channels": rest, "title": literal[0],
-                                                 "body": literal[1],
-                                                 "internal": report.rule is None}, ctx, db))
+        h.jobs.append(actions.prepare("notify", {
+            "channels": rest, "report": {"title": report.title, "body": report.body},
+            "internal": report.rule is None}, ctx, db))
         h.matched.append(report.rule or "(alert_channels)")
 
     def _config_alert(self, ev: Event, event_id: int | None, db: sqlite3.Connection,

@@ -1,5 +1,6 @@
 """Durations, sizes, times and names as admins read and write them: `500ms`, `10m`,
-`1d`; `64M`, `1G`; ISO-8601 UTC; a did-you-mean for a mistyped name. Pure."""
+`1d`; `64M`, `1G`; ISO-8601 UTC, or a local time in a message; a did-you-mean for a
+mistyped name; plurals. Pure."""
 
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ def format_duration(seconds: float) -> str:
 def iso(t: float) -> str:
     """ISO-8601 UTC with milliseconds: `2026-11-25T08:02:14.123Z`."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def when(t: float, now: float) -> str:
+    """A local time for a message: `15:25:15` today, else with the date and zone
+    (`2026-11-24 15:25:15 CET`), so a message read the next day still says when."""
+    if time.localtime(t)[:3] == time.localtime(now)[:3]:
+        return time.strftime("%H:%M:%S", time.localtime(t))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
 
 
 def humanize(n: int) -> str:

@@ -27,6 +27,17 @@ def test_format_duration():
     assert (format_duration(5), format_duration(3725)) == ("5s", "1h2m5s")
 
 
+def test_when_gives_the_date_and_zone_unless_today():
+    import time
+
+    from hasthook.units import when
+
+    now = time.mktime((2026, 11, 25, 15, 0, 0, 0, 0, -1))
+    assert when(now - 3600, now) == "14:00:00"
+    zone = time.strftime("%Z", time.localtime(now - 86400))
+    assert when(now - 86400, now) == f"2026-11-24 15:00:00 {zone}"
+
+
 def test_plural_and_did_you_mean():
     from hasthook.units import did_you_mean, plural
 
