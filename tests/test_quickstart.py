@@ -10,11 +10,7 @@ import sys
 
 import article
 import pytest
-from conftest import REPO
-
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info",
-                                     ".pytest_cache", ".ruff_cache", ".mypy_cache",
-                                     ".hypothesis", "build", "dist")
+from conftest import COPY_IGNORE, REPO
 
 
 def test_only_the_differential_test_reads_outside_the_checkout():
