@@ -94,10 +94,18 @@ class App:
     @property
     def store(self):
         if self._store is None:
-            from .store import Store
+            from .store import SCHEMA_VERSION, Store
 
-            usable_state_dir(self.settings.state_dir, write=not self.readonly)
-            self._store = Store(self.settings.state_dir, readonly=self.readonly)
+            state_dir = self.settings.state_dir
+            usable_state_dir(state_dir, write=not self.readonly)
+            store = Store(state_dir, readonly=self.readonly)
+            if (self.readonly and os.path.isfile(store.path)
+                    and store.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION):
+                # A database an older version made: read-only, what this version's schema
+                # adds would be missing. Migrate it, as the next hook would.
+                store.close()
+                store = Store(state_dir)
+            self._store = store
         return self._store
 
     @property
@@ -136,8 +144,8 @@ def usable_state_dir(path: str, write: bool) -> None:
     rw = os.R_OK | (os.W_OK if write else 0)
     for p, mode in ((path, rw | os.X_OK), (os.path.join(path, DB_NAME), rw)):
         if os.path.lexists(p) and not os.access(p, mode):
-            raise HasthookError(f"{p}: permission denied ({what}; hasthook-exec runs as "
-                                "root, so do its commands)", sysexits.EX_NOPERM)
+            raise HasthookError(f"{p}: permission denied ({what}; hasthook-exec keeps it "
+                                "as root: run this as root)", sysexits.EX_NOPERM)
 
 
 def _os_error(e: OSError, what: str | None = None) -> HasthookError:
@@ -243,5 +251,6 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         return sysexits.EX_OK
     except OSError as e:  # a path the command could not use: one line naming it
-        print(f"hasthook: {_os_error(e)}", file=sys.stderr)
-        return _os_error(e).status
+        err = _os_error(e)
+        print(f"hasthook: {err}", file=sys.stderr)
+        return err.status

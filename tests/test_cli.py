@@ -201,8 +201,8 @@ def test_75_messages_wait_for_a_retry(node):
 def test_77_a_state_dir_nobody_may_read_names_it_no_traceback(node, argv):
     node.hook("disconnect", "shared1")      # root's: 0700
     assert fails(node.run(*argv, nobody=True), 77) == (
-        f"hasthook: {node.state}: permission denied (settings.state_dir; hasthook-exec runs "
-        "as root, so do its commands)\n")
+        f"hasthook: {node.state}: permission denied (settings.state_dir; hasthook-exec keeps "
+        "it as root: run this as root)\n")
 
 
 def test_77_does_not_stop_what_needs_no_state(node):
@@ -275,6 +275,26 @@ def test_read_only_commands_never_create_the_state_dir(node):
         r = node.run(*argv)
         assert r.returncode in (0, 65), (argv, r.stderr)
         assert not node.state.exists(), argv
+
+
+def test_a_read_only_command_brings_an_older_database_up_to_date(node):
+    """After an upgrade, before any hook ran: read-only, the tables this version adds
+    would be missing; the command migrates as the next hook would."""
+    import sqlite3
+
+    from hasthook.store import SCHEMA_VERSION
+
+    node.hook("connect", "shared1")
+    db = sqlite3.connect(node.state / "hasthook.db")
+    db.execute("DROP TABLE silences")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    r = node.run("silence", "list")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "no active silences\n", "")
+    db = sqlite3.connect(node.state / "hasthook.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
 
 
 def test_empty_results_say_so(node):
