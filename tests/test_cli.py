@@ -100,7 +100,7 @@ USAGE_ERRORS = [
     ["bogus"], ["histroy"],
     ["history", "--limit", "x"], ["history", "--event", "disconect"], ["queue", "--bogus"],
     ["test"], ["test", "splitbrain", "shared1"], ["check", "extra"],
-    ["flush", "--bogus"], ["notify-test"],
+    ["flush", "--bogus"], ["notify-test"], ["notify-test", "ops", "--timeout", "soon"],
     ["metrics", "--textfile"],
     ["dirty", "-w", "1"], ["role"], ["role", "boss"], ["status", "extra"],
     ["failover", "sideways"], ["recover"], ["recover", "shared1", "--delay", "soon"],
