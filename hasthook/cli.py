@@ -98,14 +98,14 @@ class App:
 
             state_dir = self.settings.state_dir
             usable_state_dir(state_dir, write=not self.readonly)
-            store = Store(state_dir, readonly=self.readonly)
-            if (self.readonly and os.path.isfile(store.path)
-                    and store.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION):
+            # Set before the first query: a damaged database's error names its path.
+            self._store = Store(state_dir, readonly=self.readonly)
+            if (self.readonly and os.path.isfile(self._store.path) and self._store.db.execute(
+                    "PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION):
                 # A database an older version made: read-only, what this version's schema
                 # adds would be missing. Migrate it, as the next hook would.
-                store.close()
-                store = Store(state_dir)
-            self._store = store
+                self._store.close()
+                self._store = Store(state_dir)
         return self._store
 
     @property
