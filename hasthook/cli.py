@@ -1,21 +1,32 @@
 """`hasthook`: the admin's command. Thin: parse arguments, call the library.
 
 Each sub-command is a module in hasthook/commands/ with `add_arguments(parser)`
-and `run(args, app) -> int`, so a command is one file and one line here.
+and `run(args, app) -> int`, so a command is one file and one line here. A
+module may say `READ_ONLY = True`, or `read_only(args)` when it depends (it opens
+the database read-only and never creates the state directory), and
+`USES_CONFIG = False` (it takes no -c).
+
+One contract for every command (hasthook(8), EXIT STATUS): a usage error is 64,
+a rules file that is missing or unreadable 66, broken 78; a state directory or
+database that cannot be used is one line naming the path and 74, or 77 when
+permission is denied; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 
 from . import __version__, sysexits
 from .errors import HasthookError
+from .units import did_you_mean
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from .config import Config
     from .config.settings import Settings
@@ -48,11 +59,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class App:
-    """What every command needs, built lazily: config, log, store, hastctl."""
+    """What every command needs, built lazily: config, log, store, hastctl.
 
-    def __init__(self, config_path: str | None, echo: bool = True):
+    `readonly`: the store is opened read-only (a missing database reads as an
+    empty history) and the state directory is never created.
+    """
+
+    def __init__(self, config_path: str | None, echo: bool = True, readonly: bool = False):
         self.config_path = config_path
         self.echo = echo
+        self.readonly = readonly
         self._cfg: Config | None = None
         self._log: Log | None = None
         self._store: Store | None = None
@@ -81,9 +97,18 @@ class App:
     @property
     def store(self):
         if self._store is None:
-            from .store import Store
+            from .store import SCHEMA_VERSION, Store
 
-            self._store = Store(self.settings.state_dir)
+            state_dir = self.settings.state_dir
+            usable_state_dir(state_dir, write=not self.readonly)
+            # Set before the first query: a damaged database's error names its path.
+            self._store = Store(state_dir, readonly=self.readonly)
+            if (self.readonly and os.path.isfile(self._store.path) and self._store.db.execute(
+                    "PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION):
+                # A database an older version made: read-only, what this version's schema
+                # adds would be missing. Migrate it, as the next hook would.
+                self._store.close()
+                self._store = Store(state_dir)
         return self._store
 
     @property
@@ -116,11 +141,56 @@ class _Printable:
         return getattr(self._stream, name)
 
 
-def _common() -> argparse.ArgumentParser:
+def usable_state_dir(path: str, write: bool) -> None:
+    """Raise a one-line HasthookError naming the path when the state directory or its
+    database cannot be used as asked: 77 (EX_NOPERM) for permission, else 74 (EX_IOERR).
+    A directory that does not exist yet is fine: read, it is an empty history; written,
+    the store creates it."""
+    import stat
+
+    from .store import DB_NAME
+
+    what = "settings.state_dir"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise _os_error(e, what) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HasthookError(f"{path}: not a directory ({what})", sysexits.EX_IOERR)
+    rw = os.R_OK | (os.W_OK if write else 0)
+    for p, mode in ((path, rw | os.X_OK), (os.path.join(path, DB_NAME), rw)):
+        if os.path.lexists(p) and not os.access(p, mode):
+            raise HasthookError(f"{p}: permission denied ({what}; hasthook-exec keeps it "
+                                "as root: run this as root)", sysexits.EX_NOPERM)
+
+
+def _os_error(e: OSError, what: str | None = None) -> HasthookError:
+    """An OSError as one line naming its path: 77 when permission is denied, else 74."""
+    where = f"{e.filename}: " if e.filename else ""
+    also = f" ({what})" if what else ""
+    status = sysexits.EX_NOPERM if isinstance(e, PermissionError) else sysexits.EX_IOERR
+    return HasthookError(f"{where}{e.strerror or e}{also}", status)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the sysexits contract: a usage error exits 64 (EX_USAGE), not 2,
+    and a mistyped choice (a command, a role) gets a did-you-mean."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:
+            message += did_you_mean(m[1], re.findall(r"'([^']*)'", m[2]))
+        self.print_usage(sys.stderr)
+        self.exit(sysexits.EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common() -> Parser:
     """The options every command takes, built anew for each parser: argparse shares a
     parent's actions, so a command that resolves a conflict (dirty's -c/--critical)
     would otherwise strip -c from --config for every command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="rules file (default: $HASTHOOK_CONFIG, "
                              "else /usr/local/etc/hasthook/rules.yaml)")
@@ -130,7 +200,7 @@ def _common() -> argparse.ArgumentParser:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `only`, just that command's module is imported (the others
     are listed by name and help): `hasthook watch` runs every minute."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="hasthook", parents=[_common()],
         description="Event handler, alerting and operator tools for FreeBSD HAST.")
     p.add_argument("--version", action="version", version=f"hasthook {__version__}")
@@ -140,11 +210,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=helptext)
             continue
         mod = importlib.import_module(modname)
-        sp = sub.add_parser(name, parents=[_common()], help=helptext,
+        sp = sub.add_parser(name, parents=[_common()] if uses_config(mod) else [],
+                            help=helptext,
                             description=(mod.__doc__ or helptext).strip().splitlines()[0])
         mod.add_arguments(sp)
-        sp.set_defaults(_module=mod)
+        sp.set_defaults(_module=mod, _parser=sp)
     return p
+
+
+def uses_config(mod) -> bool:
+    return getattr(mod, "USES_CONFIG", True)
 
 
 def _database_error(app: App, e: Exception) -> str:
@@ -172,34 +247,59 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
-    if not getattr(args, "_module", None):
-        parser.print_help(sys.stderr)
-        return sysexits.EX_USAGE
-    import sqlite3
-
-    app = App(getattr(args, "config", None))
-    # Human output never carries a control character from an event or a config (JSON
-    # escapes its own); `dirty` keeps hastdirty.sh's bytes, which scripts compare.
-    raw = getattr(args._module, "RAW_OUTPUT", False)
-    out, err = sys.stdout, sys.stderr
-    if not raw:
-        sys.stdout, sys.stderr = _Printable(out), _Printable(err)
-    try:
-        code = args._module.run(args, app)
-    except HasthookError as e:
-        print(f"hasthook: {e}", file=sys.stderr)
-        code = e.status
-    except sqlite3.Error as e:  # one line for the admin, not a traceback
-        print(f"hasthook: {_database_error(app, e)}", file=sys.stderr)
-        code = sysexits.EX_IOERR
-    except KeyboardInterrupt:
-        code = 130
-    except BrokenPipeError:
-        code = sysexits.EX_OK
-    finally:
-        sys.stdout, sys.stderr = out, err
+    code = _main(argv)
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and usage errors (64)
+        return e.code if isinstance(e.code, int) else sysexits.EX_USAGE
+    mod = getattr(args, "_module", None)
+    if mod is None:
+        parser.print_help(sys.stderr)
+        return sysexits.EX_USAGE
+    if not uses_config(mod) and getattr(args, "config", None):
+        # `hasthook -c FILE demo`: an option the command would ignore is refused.
+        try:
+            args._parser.error(f"-c/--config: {args.command} reads no rules file")
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else sysexits.EX_USAGE
+    readonly = (mod.read_only(args) if hasattr(mod, "read_only")
+                else getattr(mod, "READ_ONLY", False))
+    app = App(getattr(args, "config", None), readonly=readonly)
+    # Human output never carries a control character from an event or a config (JSON
+    # escapes its own); `dirty` keeps hastdirty.sh's bytes, which scripts compare.
+    out, err = sys.stdout, sys.stderr
+    if not getattr(mod, "RAW_OUTPUT", False):
+        sys.stdout, sys.stderr = _Printable(out), _Printable(err)
+    try:
+        return _run(mod, args, app)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(mod: Any, args: argparse.Namespace, app: App) -> int:
+    """The command, its errors as one line and a sysexits status."""
+    import sqlite3
+
+    try:
+        return mod.run(args, app)
+    except HasthookError as e:
+        print(f"hasthook: {e}", file=sys.stderr)
+        return e.status
+    except sqlite3.Error as e:  # one line for the admin, not a traceback
+        print(f"hasthook: {_database_error(app, e)}", file=sys.stderr)
+        return sysexits.EX_IOERR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return sysexits.EX_OK
+    except OSError as e:  # a path the command could not use: one line naming it
+        err = _os_error(e)
+        print(f"hasthook: {err}", file=sys.stderr)
+        return err.status

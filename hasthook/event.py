@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 ROLES = ("init", "primary", "secondary")
 EVENTS = ("role", "connect", "disconnect", "syncstart", "syncdone", "syncintr", "split-brain")
+# Events hasthook records of its own: a split-brain recovery's outcome, a failover step.
+OWN_EVENTS = ("recover", "failover")
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # higher is worse
 
@@ -121,7 +123,8 @@ def classify(argv: list[str], host: str, now: float | None = None) -> Event:
     resource = args[0]
     if word == "role":
         if len(args) != 3:
-            raise UsageError(f"role: expected RESOURCE OLDROLE NEWROLE, got {len(args)} words")
+            raise UsageError("role: expected RESOURCE OLDROLE NEWROLE, got "
+                             + ("1 word" if len(args) == 1 else f"{len(args)} words"))
         old, new = args[1], args[2]
         for r in (old, new):
             if r not in ROLES:
@@ -135,3 +138,20 @@ def classify(argv: list[str], host: str, now: float | None = None) -> Event:
         word, resource, host, when, severity="warning", known=False,
         extra={"args": args[1:]} if len(args) > 1 else {},
     )
+
+
+def check_name(word: str, own: bool = False) -> str:
+    """An event name an admin typed: hastd's seven (and hasthook's own with `own`).
+
+    A near miss is an error with a did-you-mean; any other word passes, as a newer
+    hastd may send events this version does not know.
+    """
+    from .units import did_you_mean
+
+    names = EVENTS + (OWN_EVENTS if own else ())
+    if word in names:
+        return word
+    hint = did_you_mean(word, names)
+    if hint:
+        raise UsageError(f"unknown event {word!r}{hint}")
+    return word

@@ -185,10 +185,9 @@ class Pipeline:
         if not rest:
             return
         ctx = self.context(ev, event_id, rule=report.rule, after=after)
-        literal = [t.replace("{", "{{").replace("}", "}}") for t in (report.title, report.body)]
-        h.jobs.append(actions.prepare("notify", {"channels": rest, "title": literal[0],
-                                                 "body": literal[1],
-                                                 "internal": report.rule is None}, ctx, db))
+        h.jobs.append(actions.prepare("notify", {
+            "channels": rest, "report": {"title": report.title, "body": report.body},
+            "internal": report.rule is None}, ctx, db))
         h.matched.append(report.rule or "(alert_channels)")
 
     def _config_alert(self, ev: Event, event_id: int | None, db: sqlite3.Connection,
@@ -380,7 +379,7 @@ class Pipeline:
         Their rules did not act (a late recovery or command could do harm; a late
         message could mislead), so the admin is told what happened meanwhile.
         """
-        from .units import iso
+        from .units import iso, plural
 
         if not taken:
             return
@@ -391,8 +390,8 @@ class Pipeline:
             with self.store.transaction() as db:
                 ctx = self.context(worst, event_id, rule="(late-events)")
                 actions.alert(
-                    ctx, db, f"hasthook on {worst.host}: {len(taken)} event(s) recorded late, "
-                    "rules not applied",
+                    ctx, db, f"hasthook on {worst.host}: {plural(len(taken), 'event')} recorded "
+                    "late, rules not applied",
                     "The database could not take these events when they happened (locked, "
                     "unwritable or damaged); they were spooled and are in the history now:\n"
                     + "\n".join(lines) + "\nNo rule acted on them: nothing was notified, "

@@ -35,19 +35,21 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "split-brain": (
         "[critical] SPLIT-BRAIN on {resource} ({host})",
         "{summary}. Both nodes wrote to {resource} while disconnected; hastd refuses to "
-        "synchronize until one side is reset.\nLocal role {role}, dirty {dirty_h}, "
-        "peer {remoteaddr}.\nOn the node whose writes you discard: hastctl role init "
+        "synchronize until one side is reset.\nOn {host}: role {role}, dirty {dirty_h}. "
+        "Peer address: {remoteaddr}.\nOn the node whose writes you discard: hastctl role init "
         "{resource}; hastctl create {resource}; hastctl role secondary {resource}."
         "{suppressed_note}",
     ),
     "disconnect": (
         "[warning] {resource} lost its peer ({host})",
-        "{summary} {remoteaddr}. Local role {role}; writes on the primary are not "
-        "replicated and accumulate as dirty extents ({dirty_h} now).{suppressed_note}",
+        "{summary}.\nPeer address: {remoteaddr}. Local role {role}; writes on the primary "
+        "are not replicated and accumulate as dirty extents ({dirty_h} now)."
+        "{suppressed_note}",
     ),
     "connect": (
         "[info] {resource} connected ({host})",
-        "{summary} {remoteaddr}. Local role {role}, status {status}.{suppressed_note}",
+        "{summary}.\nPeer address: {remoteaddr}. Local role {role}, status {status}."
+        "{suppressed_note}",
     ),
     "syncstart": (
         "[info] {resource} synchronization started ({host})",

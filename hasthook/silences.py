@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from .event import EVENTS, WATCH_EVENTS, Event
 from .rules import matches, name_matches
-from .units import format_duration, parse_duration
+from .units import did_you_mean, format_duration, parse_duration
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
@@ -57,8 +57,10 @@ def check_pattern(pattern: str) -> str:
 def check_event(event: str) -> str:
     """One of hastd's seven event words or a watch condition's: a typo must not make a
     silence that mutes nothing."""
-    if event not in EVENTS and event not in WATCH_EVENTS:
-        raise ValueError(f"unknown event {event!r} (one of {', '.join(EVENTS + WATCH_EVENTS)})")
+    known = EVENTS + WATCH_EVENTS
+    if event not in known:
+        raise ValueError(f"unknown event {event!r}{did_you_mean(event, known)}; one of "
+                         f"{', '.join(known)}")
     return event
 
 

@@ -131,6 +131,21 @@ def take(store: Store, state_dir: str, log: Levels | None,
                 pass
 
 
+def waiting(state_dir: str) -> int:
+    """Events spooled and not taken in yet, read only (`hasthook flush --dry-run`)."""
+    n = 0
+    for i, path in enumerate(paths(state_dir)):
+        if i and not private_dir(os.path.dirname(path)):
+            continue
+        for name in [path, *glob.glob(glob.escape(path) + ".*")]:
+            try:
+                with open(name, "rb") as f:
+                    n += sum(1 for line in f if line.strip())
+            except OSError:
+                continue
+    return n
+
+
 def _take(store: Store, state_dir: str, work: str, log: Levels | None
           ) -> list[tuple[int, Event]]:
     import sqlite3

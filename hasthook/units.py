@@ -1,10 +1,15 @@
-"""Durations, sizes and times as admins read and write them: `500ms`, `10m`, `1d`;
-`64M`, `1G`; ISO-8601 UTC. Pure."""
+"""Durations, sizes, times and names as admins read and write them: `500ms`, `10m`,
+`1d`; `64M`, `1G`; ISO-8601 UTC, or a local time in a message; a did-you-mean for a
+mistyped name; plurals. Pure."""
 
 from __future__ import annotations
 
 import re
 import time
+
+TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -60,6 +65,14 @@ def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
+def when(t: float, now: float) -> str:
+    """A local time for a message: `15:25:15` today, else with the date and zone
+    (`2026-11-24 15:25:15 CET`), so a message read the next day still says when."""
+    if time.localtime(t)[:3] == time.localtime(now)[:3]:
+        return time.strftime("%H:%M:%S", time.localtime(t))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
+
+
 def humanize(n: int) -> str:
     """hastctl's `%NB`: humanize_number(3) into 5 bytes, HN_AUTOSCALE, NOSPACE, DECIMAL.
 
@@ -82,3 +95,17 @@ def humanize(n: int) -> str:
         s2 = ((remainder * 10 + divisor // 2) // divisor) % 10
         return f"{sign * s1}.{s2}{prefix}B"
     return f"{sign * (quotient + (remainder + divisor // 2) // divisor)}{prefix}B"
+
+
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close."""
+    import difflib  # only where a name was mistyped: keep the hook's start-up small
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1,
+                                      cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """`1 event`, `2 events`, `0 events`; `many` for an irregular plural."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"

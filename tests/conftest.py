@@ -18,6 +18,10 @@ from hasthook.log import Levels
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent  # the checkout: etc/, man/, README.md
+# What a copy of the checkout leaves out (tests that build or test from a copy).
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info",
+                                     ".pytest_cache", ".ruff_cache", ".mypy_cache",
+                                     ".hypothesis", "build", "dist")
 
 
 def command(name: str) -> str:

@@ -48,3 +48,17 @@ def test_unknown_event_word_is_kept_as_warning():
 
 def test_seven_events():
     assert len(EVENTS) == 7
+
+
+def test_event_names_typed_by_an_admin():
+    from hasthook.errors import UsageError
+    from hasthook.event import check_name
+
+    assert check_name("split-brain") == "split-brain"
+    assert check_name("resync-paused") == "resync-paused"   # a newer hastd's word
+    with pytest.raises(UsageError, match=r"unknown event 'splitbrain' \(did you mean "
+                                         r"'split-brain'\?\)"):
+        check_name("splitbrain")
+    with pytest.raises(UsageError, match="did you mean 'recover'"):
+        check_name("recovr", own=True)
+    assert check_name("failover", own=True) == "failover"

@@ -46,6 +46,22 @@ def test_malformed_call_exits_64_and_logs_raw_argv(write_config, syslog, argv):
     assert history(cfg) == []
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h", "--version"])
+def test_help_and_version_print_and_exit_0_recording_nothing(write_config, tmp_path, flag):
+    """For a person at a terminal; hastd never passes them."""
+    from hasthook import __version__
+
+    cfg = write_config(hastctl="/nonexistent/hastctl")
+    r = hook(cfg, flag)
+    assert (r.returncode, r.stderr) == (0, "")
+    if flag == "--version":
+        assert r.stdout == f"hasthook-exec {__version__}\n"
+    else:
+        assert r.stdout.startswith("usage: hasthook-exec EVENT RESOURCE [OLDROLE NEWROLE]\n")
+        assert "hasthook-exec(8)" in r.stdout
+    assert not (tmp_path / "state").exists()
+
+
 def test_unknown_event_word_is_recorded(write_config, syslog):
     cfg = write_config(hastctl="/nonexistent/hastctl")
     r = hook(cfg, "resync-paused", "shared1")
@@ -140,7 +156,7 @@ def test_events_spooled_meanwhile_are_told_once_not_acted_on(write_config, tmp_p
     assert http.received("/ops") == []
     assert hook(cfg, "syncdone", "shared3").returncode == 0
     [msg] = [r["body"] for r in http.received("/ops")]  # two spool files: one alert
-    assert msg["title"] == "hasthook on host1: 2 event(s) recorded late, rules not applied"
+    assert msg["title"] == "hasthook on host1: 2 events recorded late, rules not applied"
     assert " split-brain shared1 on host1 (critical)" in msg["message"]
     assert " disconnect shared2 on host1 (warning)" in msg["message"]
     assert "No rule acted on them" in msg["message"]

@@ -194,6 +194,21 @@ def test_newsyslog_and_syslog_name_the_same_file():
     assert "!hasthook" in sl and "/var/log/hasthook.log" in sl
 
 
+def test_syslog_sample_routes_every_tag_hasthook_logs_under():
+    """syslog.conf(5): `!prog1,prog2` starts a block for those programs, `!*` ends it."""
+    from hasthook.config.settings import Settings
+
+    s = Settings()
+    tags = {s.syslog.tag, s.recover.syslog.tag}
+    assert tags == {"hasthook", "hast-recover"}
+    lines = [ln.split("#")[0].strip() for ln in
+             (ETC / "syslog.d" / "hasthook.conf").read_text().splitlines()]
+    lines = [ln for ln in lines if ln]
+    assert lines[0].startswith("!") and lines[-1] == "!*"
+    assert set(lines[0][1:].split(",")) == tags
+    assert lines[1].split() == ["*.*", "/var/log/hasthook.log"]
+
+
 def test_rc_conf_gives_hastd_the_config():
     text = (ETC / "rc.conf.example").read_text()
     assert re.search(r'^hastd_env="HASTHOOK_CONFIG=/\S+"$', text, re.M)

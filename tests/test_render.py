@@ -89,6 +89,16 @@ def test_built_in_messages_are_complete_for_every_event(word):
     assert render.problems(title) == [] and render.problems(body) == []
 
 
+@pytest.mark.parametrize("word", ["connect", "disconnect", "split-brain"])
+def test_built_in_messages_name_the_host_and_the_peer_address_apart(word):
+    """Not "... the peer on host1 192.168.0.102.": which is the host, which the peer?"""
+    ev = event(word, role="primary", status="degraded", dirty=0, remoteaddr="192.168.0.102")
+    _, body = render.message(ev)
+    assert "Peer address: 192.168.0.102." in body
+    assert "host1 192.168.0.102" not in body
+    assert ("on host1." in body) if word != "split-brain" else ("On host1: role primary" in body)
+
+
 def test_split_brain_message_says_what_to_do():
     _, body = render.message(event(role="secondary"))
     assert "hastctl role init shared1; hastctl create shared1" in body

@@ -390,3 +390,18 @@ def test_own_alerts_are_literal_text_and_raised_once_per_run(tmp_path):
     rows = store.db.execute("SELECT channel, title, body FROM outbox").fetchall()
     assert [tuple(r) for r in rows] == [("ops", "bad {resource}", "see {0} and {rule}")]
     store.close()
+
+
+def test_own_alerts_take_the_alert_channels_title_template(tmp_path):
+    store = Store(str(tmp_path / "state"))
+    cfg = from_data({"channels": {"ops": {"urls": "json://127.0.0.1:9/x",
+                                          "title": "HAST {severity}: {summary}"}}})
+    ev = event()
+    with store.transaction() as db:
+        ctx = actions.Context(ev, store.record(ev, db), None, cfg, store, None,
+                              actions.no_hastctl, ev.time)
+        actions.alert(ctx, db, "hasthook on host1: database damaged", "moved aside")
+    [row] = store.db.execute("SELECT title, body FROM outbox").fetchall()
+    assert tuple(row) == (f"HAST {ev.severity}: hasthook on host1: database damaged",
+                          "hasthook on host1: database damaged\n\nmoved aside")
+    store.close()

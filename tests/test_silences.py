@@ -278,10 +278,8 @@ def test_a_pattern_that_matches_no_known_resource_is_warned_of(tmp_path, write_c
 @pytest.mark.parametrize("args,why", [
     (["add", "r1", "--for", "soon"], "silence add: not a duration: 'soon'"),
     (["add", "r1", "--for", "0s"], "must be more than 0"),
-    (["add", "r1"], "--for DURATION is required"),
-    (["add", "--for", "1h"], "give a RESOURCE or --all"),
-    (["add", "r1", "--all", "--for", "1h"], "give a RESOURCE or --all"),
-    (["add", "r1", "--for", "1h", "--event", "spilt-brain"], "unknown event 'spilt-brain'"),
+    (["add", "r1", "--for", "1h", "--event", "spilt-brain"],
+     "unknown event 'spilt-brain' (did you mean 'split-brain'?)"),
     (["add", "r1\nNov 25 host1 hasthook: all clear", "--for", "1h"], "control characters"),
     (["add", "re:[", "--for", "1h"], "bad regular expression"),
     (["add", "", "--for", "1h"], "empty resource"),
@@ -292,6 +290,37 @@ def test_bad_add_is_a_one_line_usage_error(write_config, args, why):
     assert r.returncode == 64, r.stderr
     assert why in r.stderr and len(r.stderr.splitlines()) == 1 and r.stdout == ""
     assert listed(cfg) == []
+
+
+@pytest.mark.parametrize("args,why", [
+    (["add", "r1"], "the following arguments are required: --for"),
+    (["add", "--for", "1h"], "one of the arguments RESOURCE --all is required"),
+    (["add", "r1", "--all", "--for", "1h"], "argument --all: not allowed with argument RESOURCE"),
+])
+def test_add_without_what_it_requires_shows_the_usage_and_exits_64(write_config, args, why):
+    cfg = write_config(hastctl="/nonexistent")
+    r = hasthook(cfg, "silence", *args)
+    assert r.returncode == 64 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "usage: hasthook silence add (RESOURCE | --all) --for DURATION [--event E] "
+        "[--comment TEXT] [-n] [-c FILE]", f"hasthook silence add: error: {why}"]
+    assert listed(cfg) == []
+
+
+def test_dry_run_add_and_del_change_nothing(write_config, tmp_path):
+    cfg = write_config(hastctl="/nonexistent")
+    r = hasthook(cfg, "silence", "add", "shared*", "--for", "2h", "--comment", "disk swap", "-n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("would add a silence of resource shared*, every event until ")
+    assert r.stdout.endswith(" (disk swap); dry run: nothing added\n")
+    assert not (tmp_path / "state").exists()          # not even the state dir
+    sid = hasthook(cfg, "silence", "add", "r1", "--for", "1h").stdout.strip()
+    r = hasthook(cfg, "silence", "del", "--dry-run", sid)
+    assert (r.returncode, r.stdout) == (0, f"would delete silence {sid} (resource r1, every "
+                                           "event); dry run: nothing deleted\n")
+    assert [str(s["id"]) for s in listed(cfg)] == [sid]
+    r = hasthook(cfg, "silence", "del", "-n", "999")
+    assert (r.returncode, r.stderr) == (65, "hasthook: silence del: no silence 999\n")
 
 
 @pytest.mark.parametrize("given,shown", [

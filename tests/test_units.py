@@ -1,5 +1,6 @@
 import pytest
 
+from hasthook.event import EVENTS
 from hasthook.units import format_duration, parse_duration, parse_size
 
 
@@ -24,3 +25,25 @@ def test_sizes(text, n):
 
 def test_format_duration():
     assert (format_duration(5), format_duration(3725)) == ("5s", "1h2m5s")
+
+
+def test_when_gives_the_date_and_zone_unless_today():
+    import time
+
+    from hasthook.units import when
+
+    now = time.mktime((2026, 11, 25, 15, 0, 0, 0, 0, -1))
+    assert when(now - 3600, now) == "14:00:00"
+    zone = time.strftime("%Z", time.localtime(now - 86400))
+    assert when(now - 86400, now) == f"2026-11-24 15:00:00 {zone}"
+
+
+def test_plural_and_did_you_mean():
+    from hasthook.units import did_you_mean, plural
+
+    assert [plural(n, "event") for n in (0, 1, 2)] == ["0 events", "1 event", "2 events"]
+    assert plural(1, "recovery", "recoveries") == "1 recovery"
+    assert plural(3, "recovery", "recoveries") == "3 recoveries"
+    assert did_you_mean("disconect", EVENTS) == " (did you mean 'disconnect'?)"
+    assert did_you_mean("resync-paused", EVENTS) == ""
+

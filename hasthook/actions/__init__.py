@@ -146,12 +146,10 @@ def alert(ctx: Context, db: sqlite3.Connection, title: str, body: str) -> Job | 
     the config has no channel to tell, or this run already raised the same alert.
     """
     channels = ctx.config.alert_channels
-    # notify renders templates; this is literal text, braces and all
-    title, body = (t.replace("{", "{{").replace("}", "}}") for t in (title, body))
-    if not channels or any(j.name == "notify" and j.params.get("title") == title
-                           for j in ctx.after):
+    if not channels or any(j.name == "notify" and (j.params.get("report") or {}).get("title")
+                           == title for j in ctx.after):
         return None
-    job = prepare("notify", {"channels": channels, "title": title, "body": body,
+    job = prepare("notify", {"channels": channels, "report": {"title": title, "body": body},
                              "internal": True}, ctx, db)
     ctx.after.append(job)
     return job

@@ -20,7 +20,7 @@ import time
 from .. import render
 from ..config.loader import is_alertmanager
 from ..rules import INTERNAL_RULE
-from ..units import format_duration, parse_duration
+from ..units import format_duration, parse_duration, when
 from . import Context, outcome
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
@@ -43,8 +43,9 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
     """The outbox rows this action makes, one per channel, rendered. Pure.
 
     Title and body: the action's own, else the channel's, else the config's
-    `templates`, else the built-in ones. Group key: rule + severity, so one
-    rule's burst is one message per channel.
+    `templates`, else the built-in ones. hasthook's own alerts and reports
+    (`report`: literal text) take the channel's title template too. Group key:
+    rule + severity, so one rule's burst is one message per channel.
     """
     p = _params(params)
     cfg, ev, rule = ctx.config, ctx.event, ctx.rule_config or {}
@@ -53,10 +54,13 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
     for channel in p["channels"]:
         spec = cfg.channels.get(channel)
         own = spec if isinstance(spec, dict) else {}
-        title, body = render.message(
-            ev, name, ctx.suppressed,
-            title=p.get("title") or own.get("title"), body=p.get("body") or own.get("body"),
-            overrides=cfg.data.get("templates"))
+        if p.get("report") is not None:
+            title, body = report_message(p["report"], own.get("title"), ctx)
+        else:
+            title, body = render.message(
+                ev, name, ctx.suppressed,
+                title=p.get("title") or own.get("title"), body=p.get("body") or own.get("body"),
+                overrides=cfg.data.get("templates"))
         rows.append({
             "created": ctx.now, "event_id": ctx.event_id, "rule": name, "channel": channel,
             "group_key": f"{name}|{ev.severity}", "kind": "alert", "severity": ev.severity,
@@ -66,6 +70,18 @@ def messages(params: Any, ctx: Context) -> list[dict[str, Any]]:
             "send_resolved": bool(rule.get("send_resolved")) or is_alertmanager(spec),
             "due": ctx.now + _group_wait(rule, cfg.settings)})
     return rows
+
+
+def report_message(report: dict[str, str], channel_title: str | None, ctx: Context
+                   ) -> tuple[str, str]:
+    """hasthook's own alert, or a recovery's or failover's report (literal text), as one
+    channel tells it: under the channel's `title` template when it has one, which sees
+    the alert's own title as {summary}; that title then opens the body, so nothing is lost.
+    """
+    if not channel_title:
+        return report["title"], report["body"]
+    values = {**ctx.values(), "summary": report["title"]}
+    return render.render(channel_title, values), f"{report['title']}\n\n{report['body']}"
 
 
 def prepare(params: Any, ctx: Context, db: sqlite3.Connection) -> None:
@@ -109,7 +125,7 @@ def resolved_messages(ctx: Context) -> list[dict[str, Any]]:
         lasted = format_duration(max(0.0, ctx.now - a["since"]))
         title, body = render.message(ev, a["rule"], kind="resolved",
                                      overrides=cfg.data.get("templates"))
-        since = time.strftime("%H:%M:%S", time.localtime(a["since"]))
+        since = when(a["since"], ctx.now)
         rule: dict[str, Any] = next((r for r in cfg.rules if r.get("name") == a["rule"]), {})
         rows.append({
             "created": ctx.now, "event_id": ctx.event_id, "rule": a["rule"],

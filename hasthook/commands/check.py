@@ -2,7 +2,8 @@
 
 Exit 0 with a one-line summary when the file is usable (warnings may be
 printed), 78 (EX_CONFIG) with one `FILE:LINE:COL: path: message` line per
-error, 66 (EX_NOINPUT) when a file named with -c or $HASTHOOK_CONFIG is missing.
+error (a file that is not UTF-8 too), 66 (EX_NOINPUT) when a file named with -c or
+$HASTHOOK_CONFIG is missing or cannot be read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 
 from .. import sysexits
 from ..config import ConfigError, find
-from ..config.loader import parse_and_validate
+from ..config.loader import last_good_for, parse_and_validate, read_text
+from ..units import iso, plural
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,20 +25,12 @@ def run(args: argparse.Namespace, app) -> int:
     from ..config.schema import file_warnings
 
     path, named = find(app.config_path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        if named:
-            print(f"hasthook: {path}: no such file", file=sys.stderr)
-            return sysexits.EX_NOINPUT
+    text = read_text(path, named)
+    if text is None:
         if not args.quiet:
             print(f"{path}: no such file; the built-in defaults apply "
                   "(record every event, act on none)")
         return sysexits.EX_OK
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"hasthook: {path}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-        return sysexits.EX_NOINPUT
     try:
         data, problems = parse_and_validate(text, path, deep=True)
         problems += file_warnings(path, data, text)
@@ -46,18 +40,28 @@ def run(args: argparse.Namespace, app) -> int:
         print(p, file=sys.stderr)
     errors = sum(not p.warning for p in problems)
     if errors:
-        print(f"{path}: {errors} error{'s' if errors != 1 else ''}; the hook keeps using the "
-              "last good copy until this is fixed", file=sys.stderr)
+        print(f"{path}: {plural(errors, 'error')}; {_until_fixed(text)}", file=sys.stderr)
         return sysexits.EX_CONFIG
     if not args.quiet:
         warnings = len(problems)
         print(f"{path}: OK: {_count(data.get('rules'), 'rule')}, "
               f"{_count(data.get('channels'), 'channel')}, "
               f"{_count(data.get('templates'), 'template')}"
-              + (f"; {_count(range(warnings), 'warning')}" if warnings else ""))
+              + (f"; {plural(warnings, 'warning')}" if warnings else ""))
     return sysexits.EX_OK
 
 
+def _until_fixed(text: str) -> str:
+    """What the hook runs on meanwhile: its last good copy, if there is one."""
+    saved, why = last_good_for(text)
+    if saved is not None:
+        return (f"the hook keeps running on the last good copy (validated "
+                f"{iso(saved['saved'])}) until this is fixed")
+    if why is not None:
+        return f"whether the hook has a good copy to run on cannot be read here ({why})"
+    return ("the hook has no good copy of this file: it records every event and acts on "
+            "none until this is fixed")
+
+
 def _count(items: object, noun: str) -> str:
-    n = len(items) if isinstance(items, list | dict | range) else 0
-    return f"{n} {noun}{'s' if n != 1 else ''}"
+    return plural(len(items) if isinstance(items, list | dict) else 0, noun)

@@ -14,6 +14,8 @@ import sys
 
 from .. import sysexits
 
+USES_CONFIG = False  # the demo brings its own rules, state and receiver
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resources", type=int, default=20, metavar="N",

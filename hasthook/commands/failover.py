@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="promote: become primary and start; demote: stop and become secondary")
     p.add_argument("resources", nargs="*", metavar="RESOURCE",
                    help="HAST resources (default: every resource from `hastctl dump`)")
-    p.add_argument("--dry-run", "-n", action="store_true",
+    p.add_argument("-n", "--dry-run", action="store_true",
                    help="print the steps in order and change nothing")
     p.add_argument("--wait", type=float, default=60, metavar="SECONDS",
                    help="how long the role change waits for hastd (default 60)")

@@ -31,9 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="send everything pending now, ignoring group_wait and retry backoff")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing (for cron; syslog still gets every line)")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="say what would be taken in and sent; send and change nothing")
+
+
+def read_only(args: argparse.Namespace) -> bool:
+    return bool(args.dry_run)
 
 
 def run(args: argparse.Namespace, app) -> int:
+    if args.dry_run:
+        return _dry_run(args, app)
     from ..log import Log
     from ..pipeline import Pipeline
 
@@ -65,3 +73,40 @@ def report(done: Upkeep, store: Store) -> None:
     if am["sent"] or am["failed"]:
         print(f"alertmanager: {am['sent']} open alerts re-sent"
               + (f", not taken by {', '.join(am['failed'])}" if am["failed"] else ""))
+
+
+def _dry_run(args: argparse.Namespace, app) -> int:
+    """What a flush would do now, read from the state without touching it."""
+    from ..delivery.alertmanager import RESOLVED_BY, is_channel
+    from ..rules import INTERNAL_RULE
+    from ..spool import waiting
+    from ..units import plural
+
+    store, now = app.store, time.time()
+    spooled = waiting(app.settings.state_dir)
+    if spooled:
+        print(f"would take in {plural(spooled, 'spooled event')} (recorded late: no rule "
+              "acts on them; one alert names them)")
+    pending = store.outbox_list(("pending",))
+    groups = store.outbox_ready(now, args.all)
+    for channel, key in groups:
+        rows = [r for r in pending if (r["channel"], r["group_key"]) == (channel, key)]
+        print(f"would send to {channel}: one message for {plural(len(rows), 'queued row')}")
+        for r in rows:
+            print(f"  {r['title']}")
+    left = len(pending) - sum(1 for r in pending if (r["channel"], r["group_key"]) in
+                              set(groups))
+    for name, spec in app.cfg.channels.items():
+        if is_channel(spec):
+            open_ = [c for c in store.outbox_conditions(name, RESOLVED_BY,
+                                                        exclude_rule=INTERNAL_RULE)
+                     if c["resolved_at"] is None]
+            print(f"would re-send {plural(len(open_), 'open alert')} to Alertmanager "
+                  f"channel {name}")
+    if not spooled and not groups:
+        print("nothing is due now" + (f"; {plural(left, 'message')} wait for group_wait or "
+                                       "a retry (--all sends them now)" if left else ""))
+    elif left:
+        print(f"{plural(left, 'message')} would keep waiting for group_wait or a retry")
+    print("dry run: nothing taken in, sent or changed")
+    return sysexits.EX_OK

@@ -7,14 +7,16 @@ import json
 import time
 
 from .. import sysexits
-from ..errors import HasthookError
+from ..errors import HasthookError, UsageError
+from ..event import check_name
 from ..units import format_duration, iso, parse_duration
 
+READ_ONLY = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list of objects")
     p.add_argument("--resource", metavar="R", help="only this resource")
-    p.add_argument("--event", metavar="E", help="only this event (e.g. split-brain)")
+    p.add_argument("--event", metavar="E", help="only this event (e.g. split-brain, recover)")
     p.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 2h)")
     p.add_argument("--limit", metavar="N", type=int, help="at most N events")
 
@@ -28,12 +30,21 @@ def run(args: argparse.Namespace, app) -> int:
             raise HasthookError(f"--since: {e}", sysexits.EX_USAGE) from None
     if args.limit is not None and args.limit < 1:
         raise HasthookError("--limit: must be at least 1", sysexits.EX_USAGE)
+    if args.event is not None:
+        try:
+            check_name(args.event, own=True)
+        except UsageError as e:
+            raise UsageError(f"--event: {e}") from None
     rows = app.store.history(args.resource, args.event, since, args.limit)
     for r in rows:
         r["time"] = iso(r["time"])
     if args.json:
         print(json.dumps(rows, indent=2))
         return sysexits.EX_OK
+    if not rows:
+        given = [f"--{k} {v}" for k, v in (("resource", args.resource), ("event", args.event),
+                                           ("since", args.since)) if v is not None]
+        print("no events match " + ", ".join(given) if given else "no events recorded yet")
     for r in rows:
         roles = f" {r['old_role']}->{r['new_role']}" if r["event"] == "role" else ""
         state = " ".join(f"{k}={r[k]}" for k in ("role", "status", "dirty") if r[k] is not None)

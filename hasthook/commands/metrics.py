@@ -16,6 +16,8 @@ from .. import sysexits
 from ..errors import HasthookError
 from ..tools import metrics
 
+READ_ONLY = True
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--textfile", metavar="PATH",

@@ -11,7 +11,9 @@ import json
 import time
 
 from .. import sysexits
-from ..units import format_duration, iso
+from ..units import format_duration, iso, plural
+
+READ_ONLY = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,14 +32,25 @@ def run(args: argparse.Namespace, app) -> int:
         return sysexits.EX_OK
     now = time.time()
     for r in rows:
-        when = ""
-        if r["state"] == "pending":
-            wait = r["due"] - now
-            when = f" next in {format_duration(wait)}" if wait > 0 else " due now"
-        err = f"  error: {r['last_error']}" if r["last_error"] and r["state"] != "sent" else ""
         print(f"{r['id']:>5} {iso(r['created'])} {r['state']:<7} {r['channel']:<12} "
-              f"{r['resource'] or '-'} {r['event'] or '-'} x{r['attempts']}{when}  "
-              f"{r['title']}{err}")
+              f"{r['resource'] or '-'} {r['event'] or '-'}: {_progress(r, now)}  "
+              f"{r['title']}" + (f"  error: {r['last_error']}" if r["last_error"]
+                                 and r["state"] != "sent" else ""))
     if not rows:
-        print("the outbox is empty")
+        print("the outbox is empty" if args.sent else
+              "nothing queued: no message pending, being sent or dead")
     return sysexits.EX_OK
+
+
+def _progress(r: dict, now: float) -> str:
+    """Where a message stands, attempts in words: `2 attempts, next in 30s`."""
+    tries = plural(r["attempts"], "attempt")
+    if r["state"] == "pending":
+        wait = r["due"] - now
+        when = f"next in {format_duration(wait)}" if wait > 0 else "due now"
+        return f"{tries}, {when}" if r["attempts"] else f"not tried yet, {when}"
+    if r["state"] == "sending":
+        return f"attempt {r['attempts'] + 1} under way"
+    if r["state"] == "dead":
+        return f"given up after {tries}"
+    return f"sent after {tries}"

@@ -16,32 +16,28 @@ import argparse
 import sys
 
 from .. import sysexits
+from ..errors import HasthookError
 from ..units import parse_duration
-
-USAGE = "usage: hasthook recover RESOURCE [--delay SECONDS] [--dry-run] " \
-        "[--restore-role secondary] [-c FILE]"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # Optional here so a missing name gets the article's usage line and 64, not argparse's 2.
-    p.add_argument("resource", nargs="?", metavar="RESOURCE", help="the HAST resource")
+    # The article's usage line first: `usage: hasthook recover RESOURCE ...`, exit 64.
+    p.usage = ("%(prog)s RESOURCE [--delay SECONDS] [-n] [--restore-role {init,secondary}] "
+               "[-c FILE]")
+    p.add_argument("resource", metavar="RESOURCE", help="the HAST resource")
     p.add_argument("--delay", metavar="SECONDS", default="2",
                    help="wait this long before reading the role (default 2, as the article)")
-    p.add_argument("--dry-run", action="store_true",
+    p.add_argument("-n", "--dry-run", action="store_true",
                    help="read the role and print what would run; change nothing")
     p.add_argument("--restore-role", choices=("init", "secondary"), default=None,
                    help="role for a resource found in init (default: init, as the article)")
 
 
 def run(args: argparse.Namespace, app) -> int:
-    if not args.resource:
-        print(USAGE, file=sys.stderr)
-        return sysexits.EX_USAGE
     try:
         delay = parse_duration(args.delay)
     except ValueError as e:
-        print(f"hasthook recover: --delay: {e}", file=sys.stderr)
-        return sysexits.EX_USAGE
+        raise HasthookError(f"recover: --delay: {e}", sysexits.EX_USAGE) from None
     from ..actions.recover import publisher
     from ..tools.recover import Recoverer
 

@@ -7,6 +7,8 @@ import sys
 
 from .. import sysexits
 
+USES_CONFIG = False
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: ARG001 - no options
     pass

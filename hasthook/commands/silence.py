@@ -1,8 +1,8 @@
 """Mute notifications for a resource, or all, for a while; events are still recorded.
 
-  hasthook silence add (RESOURCE | --all) --for DURATION [--event E] [--comment TEXT]
+  hasthook silence add (RESOURCE | --all) --for DURATION [--event E] [--comment TEXT] [-n]
   hasthook silence list [--json]
-  hasthook silence del ID
+  hasthook silence del [-n] ID
 
 `add` prints the new silence's id; RESOURCE is a pattern as in a rule's
 `resource` match (glob, or `re:` for an anchored regex); one that matches no
@@ -34,43 +34,52 @@ def _config_option() -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="silence_action", metavar="ACTION")
-    a = sub.add_parser("add", parents=[_config_option()], help="add a silence; prints its id")
-    a.add_argument("resource", nargs="?", metavar="RESOURCE",
-                   help="resource name or pattern (glob, or re:REGEX), as in a rule's match")
-    a.add_argument("--all", action="store_true", help="every resource")
-    a.add_argument("--for", dest="duration", metavar="DURATION",
-                   help="how long, e.g. 30m, 2h, 1d (required)")
+    sub = p.add_subparsers(dest="silence_action", metavar="ACTION", required=True)
+    a = sub.add_parser("add", parents=[_config_option()], help="add a silence; prints its id",
+                       usage="%(prog)s (RESOURCE | --all) --for DURATION [--event E] "
+                             "[--comment TEXT] [-n] [-c FILE]")
+    which = a.add_mutually_exclusive_group(required=True)
+    which.add_argument("resource", nargs="?", metavar="RESOURCE",
+                       help="resource name or pattern (glob, or re:REGEX), as in a rule's match")
+    which.add_argument("--all", action="store_true", help="every resource")
+    a.add_argument("--for", dest="duration", metavar="DURATION", required=True,
+                   help="how long, e.g. 30m, 2h, 1d")
     a.add_argument("--event", metavar="E", help="only this event (e.g. disconnect)")
     a.add_argument("--comment", metavar="TEXT", help="why, for whoever reads `silence list`")
+    a.add_argument("-n", "--dry-run", action="store_true",
+                   help="check the silence and say what it would mute; add nothing")
     a.set_defaults(_silence=_add)
     ls = sub.add_parser("list", parents=[_config_option()], help="list the active silences")
     ls.add_argument("--json", action="store_true", help="print a JSON list of objects")
-    ls.set_defaults(_silence=_list)
-    d = sub.add_parser("del", parents=[_config_option()], help="end a silence now")
+    ls.set_defaults(_silence=_list, dry_run=False)
+    d = sub.add_parser("del", parents=[_config_option()], help="end a silence now",
+                       usage="%(prog)s [-n] [-c FILE] ID")
     d.add_argument("id", metavar="ID", help="the id `silence add` printed")
+    d.add_argument("-n", "--dry-run", action="store_true",
+                   help="say which silence would end; end nothing")
     d.set_defaults(_silence=_del)
-    p.set_defaults(_silence_parser=p)
+
+
+def read_only(args: argparse.Namespace) -> bool:
+    return args.silence_action == "list" or bool(args.dry_run)
 
 
 def run(args: argparse.Namespace, app) -> int:
-    action = getattr(args, "_silence", None)
-    if action is None:
-        args._silence_parser.print_usage(sys.stderr)
-        return sysexits.EX_USAGE
-    return action(args, app)
+    return args._silence(args, app)
 
 
 def _add(args: argparse.Namespace, app) -> int:
-    if args.all == (args.resource is not None):
-        raise HasthookError("silence add: give a RESOURCE or --all (not both)", sysexits.EX_USAGE)
-    if args.duration is None:
-        raise HasthookError("silence add: --for DURATION is required (e.g. --for 2h)",
-                           sysexits.EX_USAGE)
     try:
         row = silences.new(args.resource, args.duration, time.time(), args.event, args.comment)
     except ValueError as e:
         raise HasthookError(f"silence add: {e}", sysexits.EX_USAGE) from None
+    if args.dry_run:
+        if args.resource is not None:
+            _warn_if_unknown(args.resource, app)
+        print(f"would add a silence of {_what(row)} until {iso(row['ends'])}"
+              + (f" ({row['comment']})" if row["comment"] else "")
+              + "; dry run: nothing added")
+        return sysexits.EX_OK
     sid = app.store.silence_add(**row)
     if args.resource is not None:
         _warn_if_unknown(args.resource, app)
@@ -118,8 +127,17 @@ def _list(args: argparse.Namespace, app) -> int:
 
 def _del(args: argparse.Namespace, app) -> int:
     known = args.id.isascii() and args.id.isdigit() and int(args.id) < 2**63
-    row = app.store.silence_delete(int(args.id)) if known else None
     name = args.id if known else repr(args.id)  # repr: one line, whatever was typed
+    if args.dry_run:
+        everything = app.store.active_silences(0) if known else []  # ended ones too
+        row = next((r for r in everything if r["id"] == int(args.id)), None)
+        if row is None:
+            raise HasthookError(f"silence del: no silence {name}", sysexits.EX_DATAERR)
+        ended = " (it has already ended)" if row["ends"] <= time.time() else ""
+        print(f"would delete silence {row['id']} ({_what(row)}){ended}; dry run: nothing "
+              "deleted")
+        return sysexits.EX_OK
+    row = app.store.silence_delete(int(args.id)) if known else None
     if row is None:
         raise HasthookError(f"silence del: no silence {name}", sysexits.EX_DATAERR)
     app.log.notice(f"silence {row['id']} ({_what(row)}) deleted by {silences.author()}")

@@ -13,6 +13,8 @@ import sys
 
 from ..tools import status as tool
 
+READ_ONLY = True
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object")

@@ -20,12 +20,14 @@ from typing import Any
 
 from .. import sysexits
 from ..errors import HasthookError
-from ..event import ROLES, UsageError, classify
+from ..event import ROLES, UsageError, check_name, classify
 from ..log import Levels
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("words", nargs="+", metavar="WORD",
+    p.usage = ("%(prog)s [options] EVENT RESOURCE [OLDROLE NEWROLE]\n"
+               "  e.g. %(prog)s split-brain shared1 --role secondary --status degraded")
+    p.add_argument("words", nargs="+", metavar="EVENT RESOURCE",
                    help="the event as hastd gives it: EVENT RESOURCE [OLDROLE NEWROLE]")
     p.add_argument("--role", choices=ROLES, help="local role at the event")
     p.add_argument("--status", choices=("complete", "degraded"), help="connection status")
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace, app) -> int:
 
     cfg = app.cfg
     try:
+        check_name(args.words[0])  # a typo is refused; an unknown word is a newer hastd's
         ev = classify(args.words, args.host or cfg.hostname)
     except UsageError as e:
         raise HasthookError(str(e), sysexits.EX_USAGE) from None
@@ -65,12 +68,13 @@ def run(args: argparse.Namespace, app) -> int:
     # the database (the hook would see a different one).
     store = Store(cfg.settings.state_dir, readonly=True)
     history = "read"
-    if not os.path.isfile(store.path):
-        history = f"not read: no history yet at {store.path}"
     try:
+        os.stat(store.path)
         store.active_silences(ev.time)
-    except sqlite3.Error as e:
-        history = f"not read ({store.path}: {e})"
+    except FileNotFoundError:  # a read-only store reads a missing file as empty
+        history = f"not read: no history yet at {store.path}"
+    except (OSError, sqlite3.Error) as e:  # a state_dir that is a file, permission denied
+        history = f"not read ({store.path}: {getattr(e, 'strerror', None) or e})"
         store.close()
         store = Store.scratch()
     log = DryLog()
@@ -109,6 +113,9 @@ def _print(ev, report: dict[str, Any]) -> None:
         ("cause", ev.cause)) if v is not None)
     print(f"event: {ev.event} {ev.resource}{roles} on {ev.host}, severity {ev.severity}"
           + (f", {state}" if state else ""))
+    if not ev.known:
+        print(f"{ev.event!r} is not one of hastd's events: the hook would record it as an "
+              "unknown event from a newer hastd")
     s = report["silenced_by"]
     if s:
         print(f"silenced now by silence {s['id']} ({s['resource']}, {s['event'] or 'every event'}"

@@ -152,20 +152,58 @@ MAX_VALUES = 200_000            # counting each alias as the copy it stands for
 MAX_DEPTH = 64
 
 
+_LOADER: Any = None
+DUPLICATE = "duplicate key"
+
+
+def _loader() -> Any:
+    """yaml.SafeLoader refusing duplicate keys. PyYAML keeps the last of two `ops:`
+    silently, so a pasted second channel or rule would quietly replace the first.
+    Made on first use: the hook imports yaml only when the file changed."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        merge = "tag:yaml.org,2002:merge"
+
+        class Loader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                if isinstance(node, yaml.MappingNode):
+                    seen: dict[Any, Any] = {}
+                    for key_node, _ in node.value:
+                        if key_node.tag == merge:  # `<<:` merges are meant to be overridden
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        try:
+                            first = seen.setdefault(key, key_node.start_mark)
+                        except TypeError:  # an unhashable key: the base class says so
+                            continue
+                        if first is not key_node.start_mark:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"{DUPLICATE} {key!r} (first on line "
+                                f"{first.line + 1})", key_node.start_mark)
+                return super().construct_mapping(node, deep)
+
+        _LOADER = Loader
+    return _LOADER
+
+
 def parse_text(text: str, path: str = "<string>") -> dict[str, Any]:
-    """YAML text to a mapping; syntax errors name the file and line."""
+    """YAML text to a mapping; syntax errors and duplicate keys name the file and line."""
     import yaml
 
     if len(text) > MAX_CHARS:
         raise _error([Problem(path, 1, 1, "(yaml)",
                               f"file too large ({len(text)} characters; at most {MAX_CHARS})")])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())  # a SafeLoader: plain data only
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
-        raise _error([Problem(path, line, col, "(yaml)", f"syntax error: {problem}")]) from None
+        if not problem.startswith(DUPLICATE):
+            problem = f"syntax error: {problem}"
+        raise _error([Problem(path, line, col, "(yaml)", problem)]) from None
     except RecursionError:
         raise _error([Problem(path, 1, 1, "(yaml)",
                               f"nested more than {MAX_DEPTH} levels deep")]) from None
@@ -216,18 +254,32 @@ def parse_and_validate(text: str, path: str, deep: bool = False
     return data, validate(data, path, text, deep=deep)
 
 
-def load(explicit: str | None = None) -> Config:
-    """Read the config; a named file that is missing or broken raises ConfigError."""
-    path, named = find(explicit)
+def read_text(path: str, named: bool) -> str | None:
+    """The rules file's text; None when the default file is absent (the built-in defaults).
+
+    ConfigError: 66 (EX_NOINPUT) for a named file that is missing or one that cannot
+    be read, 78 (EX_CONFIG) for a file that is not UTF-8 text.
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except FileNotFoundError:
         if named:
             raise ConfigError(f"{path}: no such file", status=sysexits.EX_NOINPUT) from None
-        return from_data({}, None)
+        return None
     except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror}", status=sysexits.EX_NOINPUT) from None
+        raise ConfigError(f"{path}: {e.strerror or e}", status=sysexits.EX_NOINPUT) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start})", status=sysexits.EX_CONFIG) from None
+
+
+def load(explicit: str | None = None) -> Config:
+    """Read the config; a named file that is missing or broken raises ConfigError."""
+    path, named = find(explicit)
+    text = read_text(path, named)
+    if text is None:
+        return from_data({}, None)
     data, problems = parse_and_validate(text, path)
     if any(not p.warning for p in problems):
         raise _error(problems)
@@ -247,18 +299,42 @@ def _state_dir_hint(text: str) -> str:
 
 
 def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
+    saved, _ = _read_json_why(state_dir, name)
+    return saved
+
+
+def _read_json_why(state_dir: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A record of the state dir (never through a symlink): (record, None), (None, None)
+    when there is none or it is damaged, (None, why) when it cannot be read from here."""
+    path = os.path.join(state_dir, name)
     try:
-        fd = os.open(os.path.join(state_dir, name), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding="utf-8") as f:
             saved = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return saved if isinstance(saved, dict) else None
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path}: {e.strerror or e}"
+    except ValueError:
+        return None, None
+    return (saved if isinstance(saved, dict) else None), None
 
 
 def read_last_good(state_dir: str) -> dict[str, Any] | None:
-    saved = _read_json(state_dir, LKG_NAME)
-    return saved if saved and isinstance(saved.get("data"), dict) else None
+    return last_good(state_dir)[0]
+
+
+def last_good(state_dir: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The copy the hook falls back on: (copy, None), (None, None) when there is none
+    (or it is damaged: the hook would not use it either), (None, why) when it cannot be
+    read from here (`hasthook check` as a user who cannot read the state dir)."""
+    saved, why = _read_json_why(state_dir, LKG_NAME)
+    return (saved if saved and isinstance(saved.get("data"), dict) else None), why
+
+
+def last_good_for(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """last_good() of the state dir this file's text names, found as the hook finds it."""
+    return last_good(_state_dir_hint(text))
 
 
 def _save(state_dir: str, name: str, record: dict[str, Any]) -> None:

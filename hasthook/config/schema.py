@@ -10,7 +10,6 @@ with the line found by walking the YAML node tree along the JSON path.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
@@ -18,7 +17,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ..units import format_duration, parse_duration, parse_size
+from ..units import did_you_mean, format_duration, parse_duration, parse_size
 from .problem import Problem
 from .settings import HASTCTL_SHARE, Settings
 
@@ -115,9 +114,6 @@ def _dotted(path: list[Any]) -> str:
     return s or "(top level)"
 
 
-def _did_you_mean(word: object, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _types(t: str | list[str]) -> str:
@@ -147,7 +143,7 @@ def _explain(err: Any) -> Iterator[Finding]:
         kind = sch.get("x-name", "key")
         for k in inst:
             if k not in props:
-                yield path + [k], f"unknown {kind} {k!r}{_did_you_mean(k, props)}", True, False
+                yield path + [k], f"unknown {kind} {k!r}{did_you_mean(k, props)}", True, False
     elif v == "type":
         yield path, f"expected {_types(err.validator_value)}, got {_type_of(inst)}", False, False
     elif v == "enum":
@@ -156,7 +152,7 @@ def _explain(err: Any) -> Iterator[Finding]:
         shown = [str(c) for c in choices if not str(c).endswith("-resolved")]
         more = " or a condition's NAME-resolved" if len(shown) < len(choices) else ""
         yield path, (f"{inst!r} is not one of {', '.join(shown)}{more}"
-                     f"{_did_you_mean(inst, choices)}"), False, False
+                     f"{did_you_mean(inst, choices)}"), False, False
     elif v == "const":
         yield path, f"must be {err.validator_value!r}", False, False
     elif v == "required":
@@ -251,7 +247,7 @@ def _semantic(data: dict[str, Any]) -> Iterator[Finding]:
         if name not in known:
             where = (f"defined: {', '.join(known)}" if known
                      else "no channels are defined")
-            yield path, f"unknown channel {name!r}{_did_you_mean(name, known)}; {where}", \
+            yield path, f"unknown channel {name!r}{did_you_mean(name, known)}; {where}", \
                 False, False
     yield from _hastctl_timeout(data.get("settings"))
 

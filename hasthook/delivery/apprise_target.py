@@ -18,6 +18,7 @@ from typing import Any
 from .. import redact
 from ..event import SEVERITY_RANK
 from ..record import Record
+from ..units import plural, when
 from .channel import ChannelError
 
 NOTIFY_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
@@ -32,11 +33,14 @@ class Message(Record):
     body_format: str | None = None
 
 
-def compose(rows: list[dict[str, Any]], body_format: str | None = None) -> Message:
-    """One message for a group of rows, naming every resource and event.
+def compose(rows: list[dict[str, Any]], body_format: str | None = None,
+            now: float | None = None) -> Message:
+    """One message for a group of rows, naming every resource and event, its body
+    written in `body_format` (see as_format).
 
     A single row goes out as rendered. A burst gets a title that counts it,
-    a line per event kind listing its resources, then each row's own title.
+    a line per event kind listing its resources, then one line per row: when it
+    happened and its own title.
     """
     kinds = {r["kind"] for r in rows}
     if kinds == {"resolved"}:
@@ -46,7 +50,8 @@ def compose(rows: list[dict[str, Any]], body_format: str | None = None) -> Messa
                     key=lambda s: SEVERITY_RANK.get(s, 1))
         ntype = NOTIFY_TYPE.get(worst, "warning")
     if len(rows) == 1:
-        return Message(rows[0]["title"], rows[0]["body"], ntype, body_format)
+        return Message(rows[0]["title"], as_format(rows[0]["body"], body_format), ntype,
+                       body_format)
     label = "resolved" if ntype == "success" else worst
     by_event: dict[str, list[str]] = {}
     for r in rows:
@@ -61,22 +66,46 @@ def compose(rows: list[dict[str, Any]], body_format: str | None = None) -> Messa
         what = (f"{ev} on {len(resources)} resources" if len(resources) > 1
                 else f"{ev} x{n} on {resources[0]}")
     else:
-        what = (f"{len(rows)} events on {len(resources)} resources: "
+        what = (f"{len(rows)} events on {plural(len(resources), 'resource')}: "
                 + ", ".join(f"{e} x{n}" for e, n in counts.items()))
     title = f"[{label}] {what} ({hosts})"
     lines = [f"{ev}: {', '.join(sorted(names, key=_natural))}" for ev, names in by_event.items()]
     lines.append("")
-    lines += [f"{_hms(r['created'])} {r['title']}" for r in rows]
-    return Message(title, "\n".join(lines), ntype, body_format)
+    now = time.time() if now is None else now
+    lines += [f"{when(r['created'], now)} {r['title']}" for r in rows]
+    return Message(title, as_format("\n".join(lines), body_format), ntype, body_format)
+
+
+def as_format(text: str, body_format: str | None) -> str:
+    """Plain text (templates, grouped lines) written in a body format, its lines kept.
+
+    Markdown and text services keep a newline as a line break. HTML joins lines and
+    reads markup, so each line is escaped and the breaks are <br>: an email's HTML part
+    shows one line per event, and the text part apprise derives from it too.
+    """
+    if body_format != "html":
+        return text
+    import html
+
+    return "<br>".join(html.escape(line, quote=False) for line in text.split("\n"))
+
+
+def native_format(server: Any) -> str:
+    """The body format a plugin sends in: its URL's `format=`, else its own default.
+
+    Composing in it leaves apprise nothing to convert; a body given with no format
+    is passed through as is, so plain text became an HTML email run together.
+    """
+    resolve = getattr(server, "resolve_format", None)  # apprise 2.x
+    fmt = resolve(None) if resolve is not None else server.notify_format
+    if isinstance(fmt, tuple | list):
+        fmt = fmt[0]
+    return str(getattr(fmt, "value", fmt))
 
 
 def _natural(name: str) -> list[Any]:
     """Sort key putting r2 before r10, as an admin reads a resource list."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
-
-
-def _hms(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 def channel_urls(spec: Any) -> tuple[list[str], str | None, list[str] | None]:
@@ -110,7 +139,7 @@ class Target(Record):
     shown: str = ""
 
     def compose(self, rows: list[dict[str, Any]]) -> Message:
-        return compose(rows, self.body_format)
+        return compose(rows, self.body_format or native_format(self.server))
 
     def send(self, msg: Message, timeout: float) -> str | None:
         """Send once, blocking; returns None or why it failed (secret-free).

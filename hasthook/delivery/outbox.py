@@ -34,6 +34,7 @@ from typing import Any
 
 from ..record import Record, fresh
 from ..store import DELIVERY_LOCK
+from ..units import plural
 from .channel import ChannelError, send_all
 
 TYPE_CHECKING = False
@@ -148,7 +149,8 @@ def _drain_locked(store, cfg, log, pol: Settings, deadline: float, everything: b
         for r in store.outbox_expire(now - pol.max_age, now):
             report.dead += 1
             log.crit(f"[{r['resource']}] message {r['id']} to {r['channel']} ({r['title']}) "
-                     f"undelivered after {r['attempts']} attempts, given up: {r['last_error']}")
+                     f"undelivered after {plural(r['attempts'], 'attempt')}, given up: "
+                     f"{r['last_error']}")
         groups = store.outbox_ready(now, everything)
         everything = False
         for channel, key in groups:

@@ -34,6 +34,7 @@ from ..errors import HasthookError
 from ..event import Event
 from ..proc import Result
 from ..record import Record, fresh
+from ..units import plural
 
 FILESYSTEMS = ("ufs", "zfs", "none")
 ACTIONS = ("promote", "demote")
@@ -237,7 +238,8 @@ class Failover:
                              detail=str(e), code=e.status)
             raise
         if dry_run:
-            self.out(f"{action} plan ({len(steps)} steps, dry run: nothing is changed):")
+            self.out(f"{action} plan ({plural(len(steps), 'step')}, dry run: nothing is "
+                     "changed):")
             for i, s in enumerate(steps, 1):
                 self.out(f"{i:3d}. {s.describe()}")
             return sysexits.EX_OK
@@ -248,7 +250,7 @@ class Failover:
         started = time.monotonic()
         names = next((s.resources for s in steps if s.kind == "role"), [])
         self.log.notice(f"failover {action} of {' '.join(names)} on {self.host}: "
-                        f"{len(steps)} steps")
+                        f"{plural(len(steps), 'step')}")
         for i, step in enumerate(steps, 1):
             head = f"{i}/{len(steps)} [{step.resource}] {step.label}"
             try:

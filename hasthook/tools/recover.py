@@ -42,7 +42,7 @@ from ..event import Event
 from ..hast import Hastctl
 from ..log import FACILITIES
 from ..record import Record, fresh
-from ..units import format_duration, iso
+from ..units import format_duration, iso, plural
 
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
@@ -155,7 +155,8 @@ def decide(rows: list[dict[str, Any]], event_time: float, now: float, limits: Li
                  if limits.max_attempts > 0 else None)
         return Decision(
             "max-attempts",
-            f"{len(recent)} recoveries within {format_duration(limits.window)} "
+            f"{plural(len(recent), 'recovery', 'recoveries')} within "
+            f"{format_duration(limits.window)} "
             f"(max_attempts {limits.max_attempts}); automatic recovery stopped"
             + (f" for {format_duration(until - now)}" if until else ""),
             alert="max-attempts" not in alerted)

@@ -22,7 +22,7 @@ from ..errors import HasthookError
 from ..event import ENDED_BY
 from ..hast import Hastctl
 from ..record import Record, fresh
-from ..units import format_duration, humanize, iso
+from ..units import format_duration, humanize, iso, plural
 from .role import hastd_pid
 
 
@@ -96,8 +96,9 @@ def gather(hastctl: Hastctl, store, settings: Settings,
         split = [a for a in alerts if a["resource"] == name and a["event"] == "split-brain"]
         if split and res.status != "complete":
             a = split[0]
-            st.problems.append(f"{name} is split-brained ({a['count']} split-brain "
-                               f"events since {iso(a['first'])}, none resolved)")
+            st.problems.append(f"{name} is split-brained "
+                               f"({plural(a['count'], 'split-brain event')} since "
+                               f"{iso(a['first'])}, none resolved)")
         resources.append(st)
     return Report(resources, alerts, silences, pid, store.watch_active(),
                   store.watch_last_pass())
@@ -157,7 +158,7 @@ def render(report: Report, now: float | None = None) -> str:
         lines.append("Unresolved alerts:")
         for a in report.alerts:
             first, last_ = iso(a["first"]), iso(a["last"])
-            times = first if a["count"] == 1 else f"{a['count']}x, {first} .. {last_}"
+            times = first if a["count"] == 1 else f"{a['count']} times, {first} .. {last_}"
             lines.append(f"  {a['severity']:<8}  {a['resource']}  {a['event']}  ({times})")
     else:
         lines.append("Unresolved alerts: none")

@@ -101,6 +101,40 @@ def test_resolved_after_disconnect_with_the_outage_length(store):
     assert len([r for r in store.outbox_list() if r["kind"] == "resolved"]) == 2
 
 
+def test_resolved_since_carries_the_date_and_zone_when_not_today(store):
+    import re
+
+    conf = cfg([{"name": "link", "send_resolved": True}])
+    hook(store, conf, ["disconnect", "shared1"], T0, "link", ["ops"])
+    hook(store, conf, ["connect", "shared1"], T0 + 60)
+    hook(store, conf, ["disconnect", "shared2"], T0, "link", ["ops"])
+    hook(store, conf, ["connect", "shared2"], T0 + 2 * 86400)
+    one, two = [r["body"] for r in store.outbox_list() if r["kind"] == "resolved"]
+    assert re.search(r"Resolves disconnect since \d\d:\d\d:\d\d \(rule link\)", one), one
+    assert re.search(r"Resolves disconnect since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ "
+                     r"\(rule link\)", two), two
+
+
+@pytest.mark.parametrize("internal", [True, False])
+def test_own_alerts_and_reports_take_the_channels_title(store, internal):
+    """A recovery's report (a rule's) and hasthook's own alerts are literal text; a
+    channel with a title template titles them too, its {summary} their own title,
+    which then opens the body."""
+    conf = cfg([{"name": "sb"}])
+    ctx = hook(store, conf, ["split-brain", "shared1"], T0, "sb")
+    report = {"title": "[critical] shared1 (host1): recovery failed: {rule} stays", "body": "b"}
+    with store.transaction() as db:
+        notify.prepare({"channels": ["ops", "mail"], "report": report, "internal": internal},
+                       ctx, db)
+    ops, mail = store.outbox_list()
+    assert (ops["title"], ops["body"]) == (report["title"], "b")
+    assert mail["title"] == "MAIL shared1 split-brain"
+    assert mail["body"] == f"{report['title']}\n\nb"
+    summary = cfg([], {"mail": {"urls": "json://127.0.0.1:1/", "title": "HAST: {summary}"}})
+    assert notify.report_message(report, summary.channels["mail"]["title"], ctx)[0] == (
+        f"HAST: {report['title']}")
+
+
 def test_no_resolved_without_send_resolved_or_without_an_alert(store):
     conf = cfg([{"name": "quiet"}])
     hook(store, conf, ["disconnect", "shared1"], T0, "quiet", "ops")

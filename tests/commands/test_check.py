@@ -89,7 +89,26 @@ def test_every_error_on_its_own_line_with_file_line_column_and_path(tmp_path):
         "(did you mean {resource}?)",
     ]
     assert check(path).stderr.splitlines()[-1] == (
-        f"{path}: 12 errors; the hook keeps using the last good copy until this is fixed")
+        f"{path}: 12 errors; the hook has no good copy of this file: it records every event "
+        "and acts on none until this is fixed")
+
+
+def test_errors_say_what_the_hook_runs_on_meanwhile(write_config):
+    """Its last good copy when it has one (made by a hook run), else the defaults."""
+    path = write_config({"rules": [{"name": "sb", "match": {"event": "split-brain"}}]})
+    text = path.read_text()
+    path.write_text(text.replace("split-brain", "split-brian"))
+    assert check(path).stderr.splitlines()[-1] == (
+        f"{path}: 1 error; the hook has no good copy of this file: it records every event "
+        "and acts on none until this is fixed")
+    path.write_text(text)
+    assert run_cmd(command("hasthook-exec"), "connect", "r1",
+                   env={"HASTHOOK_CONFIG": str(path)}).returncode == 0
+    path.write_text(text.replace("split-brain", "split-brian"))
+    last = check(path).stderr.splitlines()[-1]
+    assert last.startswith(f"{path}: 1 error; the hook keeps running on the last good copy "
+                           "(validated 20")
+    assert last.endswith("Z) until this is fixed")
 
 
 @pytest.mark.parametrize("template,why", [
@@ -123,6 +142,16 @@ def test_yaml_syntax_error(tmp_path):
         """)
     [line] = errors_of(check(path))
     assert line.startswith(f"{path}:4:1: (yaml): syntax error: ")
+
+
+def test_duplicate_key(tmp_path):
+    path = write(tmp_path, """
+        channels:
+          ops: "json://127.0.0.1:9/first"
+          oncall: "json://127.0.0.1:9/pager"
+          ops: "json://127.0.0.1:9/second"
+        """)
+    assert errors_of(check(path)) == [f"{path}:4:3: (yaml): duplicate key 'ops' (first on line 2)"]
 
 
 def test_credentials_readable_by_others_is_a_warning(tmp_path):

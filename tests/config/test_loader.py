@@ -50,6 +50,43 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
     assert str(problem).startswith(f"{path}:3:1: (yaml): syntax error:")
 
 
+@pytest.mark.parametrize("text,where,key,first", [
+    # Two `ops:` channels: PyYAML kept the second, and alerts went to its URL.
+    ("channels:\n  ops: json://a/\n  team: json://b/\n  ops: json://c/\n", (4, 3), "ops", 2),
+    ("rules:\n  - name: a\n    actions: []\n    name: b\n", (4, 5), "name", 2),
+    ("settings: {state_dir: /x, hastctl: /h, state_dir: /y}\n", (1, 40), "state_dir", 1),
+    ("settings:\n  hostname: a\nchannels: {}\nsettings:\n  hostname: b\n", (4, 1),
+     "settings", 1),
+])
+def test_duplicate_keys_are_errors_at_the_second_naming_the_first(tmp_path, text, where, key,
+                                                                   first):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load(str(path))
+    [problem] = e.value.problems
+    assert (problem.line, problem.col) == where
+    assert str(problem) == (f"{path}:{where[0]}:{where[1]}: (yaml): duplicate key {key!r} "
+                            f"(first on line {first})")
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("channels:\n  ops: &ops {urls: [json://a/], format: text}\n"
+                    "  team: {<<: *ops, format: markdown}\n")
+    cfg = load(str(path))
+    assert cfg.channels["team"] == {"urls": ["json://a/"], "format": "markdown"}
+
+
+def test_a_duplicate_key_in_an_edited_file_keeps_the_hook_on_the_last_good_copy(write_config):
+    path = write_config(GOOD)
+    load_for_hook(str(path))
+    path.write_text(path.read_text().replace("channels:\n", "channels:\n  ops: json://x/\n"))
+    cfg, error = load_for_hook(str(path))
+    assert cfg.origin == "last-good" and cfg.channels == GOOD["channels"]
+    assert "duplicate key 'ops'" in error
+
+
 def test_no_file_at_all_means_the_built_in_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv(config.ENV_VAR, raising=False)
     monkeypatch.setattr(config, "DEFAULT_PATH", str(tmp_path / "absent.yaml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -100,6 +101,46 @@ def test_compose_repeats_of_one_resource_and_resolved_bursts():
     assert m.title == "[resolved] connect on 2 resources (host1)" and m.notify_type == "success"
 
 
+def test_compose_times_a_burst_with_the_date_and_zone_when_not_today():
+    rows = [_row(1), _row(2)]
+    today = apprise_target.compose(rows, now=rows[1]["created"] + 60).body.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d \[warning\] r01 disconnect \(host1\)", today[-2])
+    later = apprise_target.compose(rows, now=rows[1]["created"] + 2 * 86400).body.splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \[warning\] r01 disconnect "
+                        r"\(host1\)", later[-2])
+    assert apprise_target.compose([_row(1), _row(2, resource="r01")]).title == (
+        "[warning] disconnect x2 on r01 (host1)")
+    assert apprise_target.compose([_row(1), _row(2, "syncintr", resource="r01")]).title == (
+        "[warning] 2 events on 1 resource: disconnect x1, syncintr x1 (host1)")
+
+
+def test_compose_html_keeps_lines_and_escapes_markup():
+    rows = [_row(1, resource="<b>r1</b>"), _row(2)]
+    m = apprise_target.compose(rows, "html")
+    assert m.body_format == "html" and "\n" not in m.body
+    lines = m.body.split("<br>")
+    assert lines[0] == "disconnect: &lt;b&gt;r1&lt;/b&gt;, r02" and lines[2].endswith(
+        "[warning] &lt;b&gt;r1&lt;/b&gt; disconnect (host1)")
+    single = apprise_target.compose([{**_row(1), "body": "a & b\nc"}], "html")
+    assert single.body == "a &amp; b<br>c"
+    assert apprise_target.compose(rows, "markdown").body == apprise_target.compose(rows).body
+
+
+@pytest.mark.parametrize("url,fmt", [
+    ("mailto://u:p@127.0.0.1:25?from=h@example.org&to=a@example.org&mode=insecure", "html"),
+    ("mailto://u:p@127.0.0.1:25?from=h@example.org&to=a@example.org&mode=insecure&format=text",
+     "text"),
+    ("json://127.0.0.1/x", "text"),
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7/#ops", "markdown"),
+])
+def test_a_target_composes_in_its_services_format(url, fmt):
+    [t] = apprise_target.targets("ch", url)
+    assert apprise_target.native_format(t.server) == fmt
+    assert t.compose([_row(1), _row(2)]).body_format == fmt
+    [t] = apprise_target.targets("ch", {"urls": url, "format": "text"})
+    assert t.compose([_row(1)]).body_format == "text"
+
+
 def test_redact_removes_what_the_privacy_form_hides():
     url = "mailto://alerts:s3cret%2FPw0rd@mail.example.org?to=ops@example.org"
     shown = "mailto://alerts:****@mail.example.org/ops%40example.org"
@@ -187,6 +228,45 @@ def test_email_through_a_real_smtp_server(env, smtp, syslog):
     logged = "\n".join(syslog.drain())
     assert "sent to mail via mailto://alerts:****@127.0.0.1" in logged
     assert smtp.password not in logged
+
+
+def test_a_grouped_email_has_one_line_per_event_in_both_parts(env, smtp):
+    """Read from the real SMTP server: the text part keeps one line per event and the
+    HTML part breaks its lines (markdown and HTML join single newlines into one
+    paragraph, which is how the lines used to run together)."""
+    env.channels = {"mail": smtp.url()}
+    names = ["r01", "r02", "<r3>"]
+    for name in names:
+        env.queue("mail", resource=name)
+    assert env.drain().sent == 1
+    [mail] = smtp.mails
+    assert mail["Subject"] == "[warning] disconnect on 3 resources (host1)"
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert lines[0] == "disconnect: <r3>, r01, r02"
+    for name in names:
+        [line] = [ln for ln in lines if ln.endswith(f"{name} lost its peer (host1)")]
+        assert re.fullmatch(rf"\d\d:\d\d:\d\d \[warning\] {re.escape(name)} lost its peer "
+                            r"\(host1\)", line), line
+    breaks = re.split(r"<br\s*/?>", html)
+    assert len(breaks) >= 5, html
+    for name in names:
+        shown = name.replace("<", "&lt;").replace(">", "&gt;")
+        assert sum(f"[warning] {shown} lost its peer (host1)" in b for b in breaks) == 1, html
+    assert "<r3>" not in html
+
+
+def test_a_grouped_webhook_message_has_one_line_per_event(env, http):
+    env.channels = {"hooks": f"json://{http.base}/j"}
+    for name in ("r01", "r02"):
+        env.queue("hooks", resource=name)
+    assert env.drain().sent == 1
+    [req] = http.received("/j")
+    lines = req["body"]["message"].splitlines()
+    assert lines[0] == "disconnect: r01, r02" and lines[1] == ""
+    assert [ln.split(" ", 1)[1] for ln in lines[2:]] == [
+        "[warning] r01 lost its peer (host1)", "[warning] r02 lost its peer (host1)"]
 
 
 def test_burst_is_one_message_per_channel(env, http, smtp):

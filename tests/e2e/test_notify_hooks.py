@@ -218,7 +218,7 @@ def test_queue_shows_pending_and_dead(write_config, tmp_path):
                    env={"HASTHOOK_CONFIG": str(cfg)}).returncode == 0
     r = hasthook(cfg, "queue")
     assert r.returncode == 0
-    assert "pending hooks" in r.stdout and "r00 disconnect x1 next in" in r.stdout
+    assert "pending hooks" in r.stdout and "r00 disconnect: 1 attempt, next in" in r.stdout
     assert "error: json://127.0.0.1:9/j" in r.stdout
 
 

@@ -95,7 +95,7 @@ def test_degraded_and_split_brain_exit_1(store):
         "r2 is split-brained (3 split-brain events since 2027-01-15T08:00:00.000Z, "
         "none resolved)"]
     text = render(rep, now=T0 + 60)
-    assert "  critical  r2  split-brain  (3x, 2027-01-15T08:00:00.000Z .. " in text
+    assert "  critical  r2  split-brain  (3 times, 2027-01-15T08:00:00.000Z .. " in text
     assert "PROBLEM: r1 is degraded (not connected to its peer)" in text
     j = to_json(rep)
     assert j["ok"] is False and j["resources"][0]["dirty_human"] == "2.0MB"
