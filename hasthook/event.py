@@ -43,6 +43,12 @@ def enders(kind: str) -> tuple[str, ...]:
 # to () and only the live state can clear it (status, retention).
 ENDED_BY = {kind: enders(kind) for kind in SEVERITY}
 
+# Causes the pipeline reads from the history (Pipeline._recognise): the two role hooks
+# of a resource hastd restarted (a config reload, an admin's quick role change), and a
+# connect with no disconnect before it (the primary's worker was restarted).
+RESTART, RECONNECT = "restart", "reconnect"
+RESTART_WINDOW = 10.0  # seconds between the two halves of a restart, at most
+
 _SUMMARY = {
     "connect": "connected to the peer",
     "disconnect": "lost the connection to the peer",
@@ -87,8 +93,15 @@ class Event(Record):
 
     @property
     def summary(self) -> str:
+        if self.event == "role" and self.cause == RESTART:  # names the resource itself
+            x = self.new_role if self.old_role == "init" else self.old_role
+            return (f"hastd restarted {self.resource} (config reload or an admin's role "
+                    f"change): {x} → init → {x} on {self.host}")
         if self.event == "role":
             what = f"role changed from {self.old_role} to {self.new_role}"
+        elif self.event == "connect" and self.cause == RECONNECT:
+            what = ("connected to the peer again, with no disconnect before: its worker "
+                    "was restarted")
         elif self.extra.get("what"):
             # Events hasthook makes itself (a failover step, a watch condition) say what
             # they are; hastd's never carry it.

@@ -234,6 +234,8 @@ class Pipeline:
                config_error: str | None = None, db_notice: str | None = None) -> Handled:
         """Record the event and evaluate it, in one transaction; its jobs are not run yet."""
         with self.store.transaction() as db:
+            if ev.cause is None:
+                self._recognise(ev, db)
             event_id = self.store.record(ev, db)
             return self.evaluate(ev, event_id, db, config_error=config_error,
                                  db_notice=db_notice, report=report)
@@ -249,6 +251,32 @@ class Pipeline:
             if then is not None:
                 then(db)
         return out
+
+    def _recognise(self, ev: Event, db: sqlite3.Connection) -> None:
+        """What hastd's words alone do not say, read from the history.
+
+        `role R X init` and `role R init X` a few seconds apart (either first: their
+        hooks race) are hastd restarting R: both halves get cause restart, and a message
+        about the first still waiting in the outbox gives way to this one's, so one
+        message tells the restart. A `connect` with no `disconnect` since the last one is
+        a primary worker restarted: cause reconnect (it ends nothing).
+        """
+        from .event import RECONNECT, RESTART, RESTART_WINDOW
+
+        old, new = ev.old_role or "", ev.new_role or ""
+        if ev.event == "role" and old != new and "init" in (old, new):
+            x = new if old == "init" else old
+            partner = ("init", x) if new == "init" else (x, "init")
+            other = self.store.role_partner(db, ev.resource, ev.host, partner, ev.time,
+                                            RESTART_WINDOW)
+            if other is not None:
+                ev.cause = RESTART
+                self.store.set_cause(db, other, RESTART)
+                self.store.outbox_drop_pending(db, ev.resource, other)
+        elif ev.event == "connect":
+            last = self.store.last_event(ev.resource, ("connect", "disconnect"), host=ev.host)
+            if last is not None and last["event"] == "connect":
+                ev.cause = RECONNECT
 
     def run(self, h: Handled) -> Handled:
         """Run the jobs (after the commit) and store what came of them."""

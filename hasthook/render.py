@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 
-from .event import Event
+from .event import RESTART, Event
 
 FIELDS = (
     "event", "resource", "host", "severity", "role", "old_role", "new_role", "status",
@@ -66,6 +66,11 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     ),
     "role": (
         "[info] {resource} is now {new_role} on {host}",
+        "{summary}. Status {status}, dirty {dirty_h}.{suppressed_note}",
+    ),
+    # Both role hooks of a resource hastd restarted (cause restart): one message.
+    "restart": (
+        "[info] {resource} restarted by hastd on {host}",
         "{summary}. Status {status}, dirty {dirty_h}.{suppressed_note}",
     ),
     # The outcome of a split-brain recovery (hasthook/tools/recover.py): its summary
@@ -179,6 +184,6 @@ def message(ev: Event, rule: str | None = None, suppressed: int = 0,
             overrides: Mapping[str, Mapping[str, str]] | None = None,
             kind: str | None = None) -> tuple[str, str]:
     """The rendered (title, body) for one event: explicit text, else config, else built-in."""
-    t, b = templates_for(kind or ev.event, overrides)
+    t, b = templates_for(kind or (RESTART if ev.cause == RESTART else ev.event), overrides)
     values = fields(ev, rule, suppressed)
     return render(title or t, values), render(body or b, values)

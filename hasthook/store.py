@@ -337,6 +337,26 @@ class Store:
         with self.transaction() as tx:
             return _rowid(tx.execute(sql, row))
 
+    def role_partner(self, db: sqlite3.Connection, resource: str, host: str,
+                     roles: tuple[str, str], at: float, window: float) -> int | None:
+        """The id of a role event [old, new] on the resource and host within `window`
+        seconds of `at`, recorded with no cause (hastd's own), or None."""
+        r = db.execute(
+            "SELECT id FROM events WHERE resource = ? AND host = ? AND event = 'role' "
+            "AND old_role = ? AND new_role = ? AND time BETWEEN ? AND ? AND cause IS NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (resource, host, *roles, at - window, at + window)).fetchone()
+        return r[0] if r else None
+
+    def set_cause(self, db: sqlite3.Connection, event_id: int, cause: str) -> None:
+        db.execute("UPDATE events SET cause = ? WHERE id = ?", (cause, event_id))
+
+    def outbox_drop_pending(self, db: sqlite3.Connection, resource: str,
+                            event_id: int) -> int:
+        """Drop the messages about an event not sent yet (a later one tells it instead)."""
+        return db.execute("DELETE FROM outbox WHERE resource = ? AND event_id = ? "
+                          "AND state = 'pending'", (resource, event_id)).rowcount
+
     def recorded(self, ev: Event, db: sqlite3.Connection) -> bool:
         """Is this very event (same host, resource, kind and time) in the history already?"""
         return db.execute("SELECT 1 FROM events WHERE resource = ? AND event = ? AND time = ? "

@@ -405,3 +405,76 @@ def test_own_alerts_take_the_alert_channels_title_template(tmp_path):
     assert tuple(row) == (f"HAST {ev.severity}: hasthook on host1: database damaged",
                           "hasthook on host1: database damaged\n\nmoved aside")
     store.close()
+
+
+# -- causes read from the history: restart, reconnect --------------------------------
+
+NOTIFY_ROLES = {"channels": {"ops": "json://127.0.0.1:9/"},
+                "rules": [{"name": "roles", "match": {"event": "role"}, "group_wait": "30s",
+                           "actions": [{"notify": "ops"}]}]}
+
+
+def causes(store):
+    return [(r["event"], r["old_role"], r["new_role"], r["cause"])
+            for r in reversed(store.history(limit=10))]
+
+
+def pending(store):
+    return [r["event_id"] for r in store.db.execute(
+        "SELECT event_id FROM outbox WHERE state = 'pending'")]
+
+
+@pytest.mark.parametrize("first,second", [("secondary init", "init secondary"),
+                                          ("init secondary", "secondary init")])
+def test_x_init_x_within_seconds_is_a_restart_in_either_order(pipeline, first, second):
+    """hastd runs the two hooks at once: whichever is recorded second finds the other."""
+    cfg = from_data(NOTIFY_ROLES)
+    pipeline(cfg, event(f"role shared1 {first}", t=1000.0))
+    assert len(pending(pipeline.store)) == 1
+    pipeline(cfg, event(f"role shared1 {second}", t=1000.4))
+    a, b = causes(pipeline.store)
+    assert a[3] == b[3] == "restart"
+    [left] = pending(pipeline.store)  # one message tells both halves
+    assert left == pipeline.store.history(limit=1)[0]["id"]
+
+
+def test_role_changes_minutes_apart_or_elsewhere_are_not_a_restart(pipeline):
+    cfg = from_data(NOTIFY_ROLES)
+    pipeline(cfg, event("role shared1 secondary init", t=1000.0))
+    pipeline(cfg, event("role shared1 init secondary", t=1060.0))   # a minute later
+    pipeline(cfg, event("role shared2 secondary init", t=2000.0))
+    pipeline(cfg, event("role shared3 init secondary", t=2000.1))   # another resource
+    pipeline(cfg, event("role shared4 secondary init", t=3000.0))
+    pipeline(cfg, event("role shared4 init primary", t=3000.1))     # not back to X
+    assert {c[3] for c in causes(pipeline.store)} == {None}
+    assert len(pending(pipeline.store)) == 6
+
+
+def test_a_recovery_s_role_changes_are_not_a_restart(pipeline):
+    cfg = from_data(NOTIFY_ROLES)
+    pipeline(cfg, event("role shared1 secondary init", t=1000.0, cause="recover"))
+    pipeline(cfg, event("role shared1 init secondary", t=1001.0, cause="recover"))
+    assert [c[3] for c in causes(pipeline.store)] == ["recover", "recover"]
+
+
+def test_the_restart_message_says_what_happened():
+    from hasthook import render
+
+    ev = event("role shared1 init secondary", cause="restart")
+    title, body = render.message(ev, "roles")
+    assert title == "[info] shared1 restarted by hastd on host1"
+    assert body.startswith("hastd restarted shared1 (config reload or an admin's role "
+                           "change): secondary → init → secondary on host1.")
+
+
+def test_connect_after_connect_is_a_reconnect_and_ends_nothing(pipeline):
+    rule = {"name": "link", "match": {"event": "disconnect"}, "send_resolved": True,
+            "actions": [{"notify": "ops"}]}
+    cfg = from_data({"channels": {"ops": "json://127.0.0.1:9/"}, "rules": [rule]})
+    pipeline(cfg, event("connect shared1", t=1000.0))
+    pipeline(cfg, event("disconnect shared1", t=1010.0))
+    pipeline(cfg, event("connect shared1", t=1020.0))     # ends the disconnect
+    pipeline(cfg, event("connect shared1", t=1030.0))     # a restarted worker
+    assert [c[3] for c in causes(pipeline.store)] == [None, None, None, "reconnect"]
+    kinds = [r[0] for r in pipeline.store.db.execute("SELECT kind FROM outbox ORDER BY id")]
+    assert kinds == ["alert", "resolved"]

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import yaml
 
 import hasthook
+from hasthook.event import RECONNECT, RESTART
 from hasthook.sim.driver import SimCluster, wait_for
 from hasthook.sim.receiver import HttpSink
 from hasthook.units import humanize
@@ -82,6 +83,11 @@ rules:
     key: [resource, host]
     throttle: {max: 3, window: 1h}
     send_resolved: true
+    actions:
+      - notify: ops
+  - name: hastd-restarts
+    match: {cause: restart}
+    continue: true
     actions:
       - notify: ops
   # rules.example.yaml runs logger(1) here; echo keeps your syslog clean.
@@ -264,7 +270,8 @@ class Demo:
         if r.get("cause") == "recover":
             return [f"{head} {state:<24} caused by the recovery: recorded, not told"]
         rules = ", ".join(r.get("rules") or []) or "-"
-        out = [f"{head} {state:<24} rules: {rules}"]
+        cause = f" (cause {r['cause']})" if r.get("cause") in (RESTART, RECONNECT) else ""
+        out = [f"{head} {state:<24} rules: {rules}{cause}"]
         for a in outcome.get("actions") or []:
             if a.get("action") == "recover":
                 out.append(f"{'':21}recover: {RECOVER_STATES.get(a.get('state'), a['detail'])}")

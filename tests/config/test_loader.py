@@ -197,7 +197,7 @@ def test_packaged_example_passes_check():
         "# yaml-language-server: $schema=./hasthook/config/schema.json\n")
     r = run_cmd(command("hasthook"), "check", "-c", str(example))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(f"{example}: OK: 12 rules, 2 channels")
+    assert r.stdout.startswith(f"{example}: OK: 13 rules, 2 channels")
     data = yaml.safe_load(example.read_text())
     words = {e for rule in data["rules"] for e in
              ([rule["match"].get("event")] if isinstance(rule["match"].get("event"), str)

@@ -66,7 +66,8 @@ class Pair:
         self.syslog = {n: DrainedSyslog() for n in self.c.nodes}
         self.c.steady("host1")
 
-    def configure(self, recover=None, extra_rules=(), mode=0o600, rules=None, **settings):
+    def configure(self, recover=None, extra_rules=(), mode=0o600, rules=None, channels=(),
+                  **settings):
         """Write both nodes' rules files and point each node's hast.conf exec at the hook."""
         given = rules
         for name, node in self.c.nodes.items():
@@ -78,7 +79,8 @@ class Pair:
                      {"name": "roles", "match": {"event": "role"}, "group_wait": "0s",
                       "actions": [{"notify": "ops"}]},
                      *extra_rules]
-            data = {"channels": {"ops": f"json://{self.http.base}/{name}"},
+            data = {"channels": {"ops": f"json://{self.http.base}/{name}",
+                                 **{c: f"json://{self.http.base}/{c}-{name}" for c in channels}},
                     "settings": {"hostname": name, "state_dir": str(self.state(name)),
                                  "hastctl": node.hastctl_path, "group_wait": "0s",
                                  "syslog": {"socket": self.syslog[name].path}, **settings},
@@ -107,8 +109,9 @@ class Pair:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def messages(self, name):
-        return [r["body"] for r in self.http.received(f"/{name}")]
+    def messages(self, name, channel=None):
+        path = f"/{channel}-{name}" if channel else f"/{name}"
+        return [r["body"] for r in self.http.received(path)]
 
     def wait_messages(self, name, n):
         return wait_until(lambda: len(self.messages(name)) >= n and self.messages(name),
