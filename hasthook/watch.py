@@ -383,30 +383,22 @@ def heartbeat(url: str, timeout: float, log: Levels) -> str:
     """GET the heartbeat URL once, within `timeout`; "ok" or why not (logged, secrets
     removed). Never retried: the next pass pings again, and a monitor that misses
     pings is what tells the admin."""
-    import base64
     import threading
     import urllib.error
     import urllib.request
-    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    from .delivery.http import failure, request
 
     answer: list[str] = []
 
     def ping() -> None:
-        p = urlsplit(url)
-        netloc = p.netloc.rpartition("@")[2]
-        req = urllib.request.Request(urlunsplit(p._replace(netloc=netloc)), method="GET",
-                                     headers={"User-Agent": "hasthook-watch"})
-        if p.username is not None:  # urllib takes no user:password@ in the URL itself
-            cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-            req.add_header("Authorization", "Basic " + base64.b64encode(cred).decode())
+        req = request(url, headers={"User-Agent": "hasthook-watch"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 resp.read(1024)
             answer.append("ok")
-        except urllib.error.HTTPError as e:
-            answer.append(f"HTTP {e.code}")
         except (urllib.error.URLError, OSError, ValueError) as e:
-            answer.append(str(getattr(e, "reason", None) or e))
+            answer.append(failure(e))
 
     # urlopen's timeout bounds each socket operation, not a name lookup or a server
     # that trickles bytes: the pass waits for the thread at most `timeout`.

@@ -112,6 +112,25 @@ def run_cmd(*argv: str, env: dict | None = None, timeout: float = 60,
                           env={**os.environ, **(env or {})}, input=input)
 
 
+def doc_yaml(doc: str, first_line: str) -> str:
+    """The one ```yaml block of docs/<doc> that starts with first_line."""
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / doc).read_text(), re.S)
+    [block] = [b for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def check_doc_settings(tmp_path: Path, doc: str, first_line: str) -> None:
+    """A docs example of the rules file passes `hasthook check` (state dir: tmp_path's)."""
+    data = yaml.safe_load(doc_yaml(doc, first_line))
+    data["settings"]["state_dir"] = str(tmp_path / "state")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(data))
+    r = run_cmd(command("hasthook"), "check", "-c", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.fixture
 def http():
     """A webhook receiver on 127.0.0.1 (tests/receivers.py)."""

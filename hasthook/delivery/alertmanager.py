@@ -32,7 +32,6 @@ when no member took it.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -146,29 +145,23 @@ def post(url: str, payload: list[dict[str, Any]], timeout: float) -> str | None:
     import urllib.error
     import urllib.request
 
+    from .http import failure, request
+
     p = urlsplit(url)
     path = p.path.rstrip("/")
     if not path.endswith(API_PATH):
         path += API_PATH
-    host = p.hostname or ""
-    netloc = host + (f":{p.port}" if p.port else "")
-    if ":" in host:  # an IPv6 literal
-        netloc = f"[{p.hostname}]" + (f":{p.port}" if p.port else "")
-    req = urllib.request.Request(urlunsplit((p.scheme, netloc, path, p.query, "")),
-                                 data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    if p.username is not None:
-        cred = f"{p.username}:{p.password or ''}".encode()
-        req.add_header("Authorization", "Basic " + base64.b64encode(cred).decode())
+    req = request(urlunsplit(p._replace(path=path)), "POST", json.dumps(payload).encode(),
+                  {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
         return None
     except urllib.error.HTTPError as e:
         detail = e.read(300).decode("utf-8", "replace").strip().strip('"')
-        why = f"HTTP {e.code}" + (f": {detail}" if detail else "")
+        why = failure(e) + (f": {detail}" if detail else "")
     except (urllib.error.URLError, OSError, ValueError) as e:
-        why = str(getattr(e, "reason", None) or e)
+        why = failure(e)
     return redact.text(why, [(url, redact.url(url))])[:500]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, command, run_cmd
+from conftest import check_doc_settings, command, doc_yaml, run_cmd
 from receivers import HttpSink, free_port, wait_until
 
 from hasthook import exec as hook_exec
@@ -433,15 +433,8 @@ def test_sim_alertmanager_down_at_the_event_arrives_after_flush(pair, am_down, t
 
 # -- docs/alertmanager.md's examples ---------------------------------------------------
 
-DOC = REPO / "docs" / "alertmanager.md"
-
-
 def _doc_yaml(first_line: str) -> str:
-    import re
-
-    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
-    [block] = [b for b in blocks if b.startswith(first_line)]
-    return block
+    return doc_yaml("alertmanager.md", first_line)
 
 
 def test_docs_alertmanager_route_is_valid(tmp_path):
@@ -452,9 +445,4 @@ def test_docs_alertmanager_route_is_valid(tmp_path):
 
 
 def test_docs_channel_example_passes_check(tmp_path):
-    data = yaml.safe_load(_doc_yaml("settings:\n  cluster:"))
-    data["settings"]["state_dir"] = str(tmp_path / "state")
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(data))
-    r = run_cmd(command("hasthook"), "check", "-c", str(path))
-    assert r.returncode == 0, r.stdout + r.stderr
+    check_doc_settings(tmp_path, "alertmanager.md", "settings:\n  cluster:")

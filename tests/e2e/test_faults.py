@@ -462,78 +462,71 @@ def smash(db: Path, keep: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["not a database", "malformed pages"])
-def test_damaged_database_is_set_aside_and_the_admin_told(write_config, tmp_path, damage):
-    http = HttpSink()
-    try:
-        cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"}},
-                           hastctl="/nonexistent", group_wait="0s", syslog=QUIET)
-        state = tmp_path / "state"
-        assert hook(cfg, "connect", "old0") == 0
-        assert hook(cfg, "connect", "old1") == 0
-        db = state / "hasthook.db"
-        if damage == "not a database":
-            db.write_bytes(b"this is not a database\n" * 100)
-        else:
-            smash(db, keep=4096)  # the header survives; the tables do not
-        damaged = db.read_bytes()
-        r = hasthook(cfg, "history")
-        assert r.returncode == 74 and "Traceback" not in r.stderr, r.stderr
-        assert str(db) in r.stderr and "move it aside" in r.stderr
+def test_damaged_database_is_set_aside_and_the_admin_told(write_config, tmp_path, http,
+                                                          damage):
+    cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"}},
+                       hastctl="/nonexistent", group_wait="0s", syslog=QUIET)
+    state = tmp_path / "state"
+    assert hook(cfg, "connect", "old0") == 0
+    assert hook(cfg, "connect", "old1") == 0
+    db = state / "hasthook.db"
+    if damage == "not a database":
+        db.write_bytes(b"this is not a database\n" * 100)
+    else:
+        smash(db, keep=4096)  # the header survives; the tables do not
+    damaged = db.read_bytes()
+    r = hasthook(cfg, "history")
+    assert r.returncode == 74 and "Traceback" not in r.stderr, r.stderr
+    assert str(db) in r.stderr and "move it aside" in r.stderr
 
-        # Several hooks at once meet the damage: one moves it aside, all are recorded.
-        procs = [start_hook(cfg, "disconnect", f"new{i}") for i in range(6)]
-        assert [p.wait(120) for p in procs] == [0] * 6
-        assert sorted(events(state)) == sorted(("disconnect", f"new{i}") for i in range(6))
-        [aside] = [p for p in state.iterdir() if p.name.startswith("hasthook.db.damaged-")
-                   and not p.name.endswith(("-wal", "-shm"))]  # its WAL goes along with it
-        assert aside.read_bytes() == damaged  # kept as it was, for the admin
-        [line] = [ln for ln in log_text(state).splitlines()
-                  if f"The database {db} was damaged (" in ln]
-        assert " crit " in line and aside.name in line and "new one started" in line
-        assert spool_files(state) == []
-        # The admin hears of it through the alert channels, once.
-        wait_until(lambda: http.received("/ops"), what="the alert")
-        assert hasthook(cfg, "flush", "--all").returncode == 0
-        alerts = [r["body"] for r in http.received("/ops")]
-        assert [a["title"] for a in alerts] == ["hasthook on host1: database damaged"]
-        assert aside.name in alerts[0]["message"]
-        assert hasthook(cfg, "history").returncode == 0
-    finally:
-        http.down()
+    # Several hooks at once meet the damage: one moves it aside, all are recorded.
+    procs = [start_hook(cfg, "disconnect", f"new{i}") for i in range(6)]
+    assert [p.wait(120) for p in procs] == [0] * 6
+    assert sorted(events(state)) == sorted(("disconnect", f"new{i}") for i in range(6))
+    [aside] = [p for p in state.iterdir() if p.name.startswith("hasthook.db.damaged-")
+               and not p.name.endswith(("-wal", "-shm"))]  # its WAL goes along with it
+    assert aside.read_bytes() == damaged  # kept as it was, for the admin
+    [line] = [ln for ln in log_text(state).splitlines()
+              if f"The database {db} was damaged (" in ln]
+    assert " crit " in line and aside.name in line and "new one started" in line
+    assert spool_files(state) == []
+    # The admin hears of it through the alert channels, once.
+    wait_until(lambda: http.received("/ops"), what="the alert")
+    assert hasthook(cfg, "flush", "--all").returncode == 0
+    alerts = [r["body"] for r in http.received("/ops")]
+    assert [a["title"] for a in alerts] == ["hasthook on host1: database damaged"]
+    assert aside.name in alerts[0]["message"]
+    assert hasthook(cfg, "history").returncode == 0
 
 
 def test_a_database_whose_tables_are_gone_is_set_aside_like_a_damaged_one(write_config,
-                                                                         tmp_path):
+                                                                         tmp_path, http):
     """The file is intact but the schema is not (an `events` table dropped): every event
     would go to the spool for ever. It is set aside, a new database started, the admin
     told once, and what was spooled meanwhile taken in."""
     from hasthook import spool
     from hasthook.event import classify
 
-    http = HttpSink()
-    try:
-        cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"}},
-                           hastctl="/nonexistent", group_wait="0s", syslog=QUIET)
-        state = tmp_path / "state"
-        assert hook(cfg, "connect", "old0") == 0
-        db = sqlite3.connect(state / "hasthook.db")
-        db.execute("DROP TABLE events")
-        db.commit()
-        db.close()
-        assert spool.write(classify(["disconnect", "meanwhile"], "host1"), str(state))
-        procs = [start_hook(cfg, "split-brain", f"new{i}") for i in range(4)]
-        assert [p.wait(120) for p in procs] == [0] * 4
-        assert sorted(events(state)) == sorted(
-            [("disconnect", "meanwhile")] + [("split-brain", f"new{i}") for i in range(4)])
-        [aside] = [p for p in state.iterdir() if p.name.startswith("hasthook.db.damaged-")
-                   and not p.name.endswith(("-wal", "-shm"))]
-        assert spool_files(state) == []
-        assert hasthook(cfg, "flush", "--all").returncode == 0
-        titles = [r["body"]["title"] for r in http.received("/ops")]
-        assert titles.count("hasthook on host1: database damaged") == 1
-        assert aside.name in log_text(state)
-    finally:
-        http.down()
+    cfg = write_config({"channels": {"ops": f"json://{http.base}/ops"}},
+                       hastctl="/nonexistent", group_wait="0s", syslog=QUIET)
+    state = tmp_path / "state"
+    assert hook(cfg, "connect", "old0") == 0
+    db = sqlite3.connect(state / "hasthook.db")
+    db.execute("DROP TABLE events")
+    db.commit()
+    db.close()
+    assert spool.write(classify(["disconnect", "meanwhile"], "host1"), str(state))
+    procs = [start_hook(cfg, "split-brain", f"new{i}") for i in range(4)]
+    assert [p.wait(120) for p in procs] == [0] * 4
+    assert sorted(events(state)) == sorted(
+        [("disconnect", "meanwhile")] + [("split-brain", f"new{i}") for i in range(4)])
+    [aside] = [p for p in state.iterdir() if p.name.startswith("hasthook.db.damaged-")
+               and not p.name.endswith(("-wal", "-shm"))]
+    assert spool_files(state) == []
+    assert hasthook(cfg, "flush", "--all").returncode == 0
+    titles = [r["body"]["title"] for r in http.received("/ops")]
+    assert titles.count("hasthook on host1: database damaged") == 1
+    assert aside.name in log_text(state)
 
 
 def test_database_path_unopenable_spools_in_the_state_dir_until_repaired(write_config,

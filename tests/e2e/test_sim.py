@@ -670,12 +670,8 @@ def test_pair_up_is_the_scripted_first_start(fresh):
 
 
 @pytest.fixture
-def pair(tmp_path):
-    c = SimCluster(tmp_path / "c", [{"name": "r0", "localpath": "/dev/ada1"},
-                                    {"name": "r1", "localpath": "/dev/ada2"}])
-    c.steady("host1")
-    yield c
-    c.close()
+def pair(cluster):
+    return cluster
 
 
 def test_create_on_the_busy_secondary_means_a_full_copy_at_the_next_connection(pair):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SyslogSink, command, run_cmd
+from conftest import REPO, SyslogSink, check_doc_settings, command, doc_yaml, run_cmd
 from test_metrics import hast_conf, parse
 
 from hasthook.event import Event
@@ -433,18 +433,11 @@ def test_dashboard_timelines_map_each_role_and_status_to_its_value(tmp_path):
 # --- docs/fleet.md's examples -------------------------------------------------------------
 
 def fleet_doc_yaml(first_line: str) -> str:
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "fleet.md").read_text(), re.S)
-    [block] = [b for b in blocks if b.startswith(first_line)]
-    return block
+    return doc_yaml("fleet.md", first_line)
 
 
 def test_docs_settings_example_passes_check(tmp_path):
-    data = yaml.safe_load(fleet_doc_yaml("settings:\n  pair:"))
-    data["settings"]["state_dir"] = str(tmp_path / "state")
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(data))
-    r = run_cmd(command("hasthook"), "check", "-c", str(path))
-    assert r.returncode == 0, r.stdout + r.stderr
+    check_doc_settings(tmp_path, "fleet.md", "settings:\n  pair:")
 
 
 def test_docs_prometheus_config_loads_the_rules(tmp_path):
