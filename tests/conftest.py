@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,15 @@ REPO = Path(__file__).resolve().parent.parent  # the checkout: etc/, man/, READM
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info",
                                      ".pytest_cache", ".ruff_cache", ".mypy_cache",
                                      ".hypothesis", "build", "dist")
+
+
+@pytest.fixture(autouse=True)
+def _no_time_box_left_armed():
+    """A hook run in this process (hasthook.exec.run) arms SIGALRM; left armed, it
+    strikes some later test with TimeBox. Disarm it and fail the test that left it."""
+    yield
+    left = signal.setitimer(signal.ITIMER_REAL, 0)[0]
+    assert left == 0, "this test left the hook's time box (SIGALRM) armed"
 
 
 def command(name: str) -> str:
