@@ -56,11 +56,11 @@ def problem(path: str, chain: bool = True) -> str | None:
 def program(path: str) -> str | None:
     """Why root must not run `path`, or None. A bare name is looked up in the
     minimal PATH programs get (proc.PATH)."""
-    import shutil
-
-    from .proc import PATH
-
     if os.sep not in path:
+        import shutil  # 3 ms of imports (bz2, lzma): not on a hook's path to an absolute one
+
+        from .proc import PATH
+
         found = shutil.which(path, path=PATH)
         if found is None:
             return None  # nothing to run: it fails as "not found", harmlessly
