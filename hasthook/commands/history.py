@@ -9,7 +9,8 @@ import time
 from .. import sysexits
 from ..errors import HasthookError, UsageError
 from ..event import check_name
-from ..units import format_duration, iso, parse_duration
+from ..units import format_duration, iso
+from . import duration
 
 READ_ONLY = True
 
@@ -24,10 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, app) -> int:
     since = None
     if args.since:
-        try:
-            since = time.time() - parse_duration(args.since)
-        except ValueError as e:
-            raise HasthookError(f"--since: {e}", sysexits.EX_USAGE) from None
+        since = time.time() - duration("--since", args.since)
     if args.limit is not None and args.limit < 1:
         raise HasthookError("--limit: must be at least 1", sysexits.EX_USAGE)
     if args.event is not None:

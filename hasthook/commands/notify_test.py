@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .. import sysexits
-from ..errors import HasthookError
+from . import duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, app) -> int:
     from ..delivery.outbox import test_channel
-    from ..units import parse_duration
 
-    try:
-        timeout = parse_duration(args.timeout) if args.timeout else app.settings.send_timeout
-    except ValueError as e:
-        raise HasthookError(f"--timeout: {e}", sysexits.EX_USAGE) from None
+    timeout = duration("--timeout", args.timeout) if args.timeout else app.settings.send_timeout
     results = test_channel(app.cfg, args.channel, timeout)
     for key, why in results.items():
         print(f"ok    {key}" if why is None else f"FAIL  {key}: {why}")

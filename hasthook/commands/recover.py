@@ -16,8 +16,7 @@ import argparse
 import sys
 
 from .. import sysexits
-from ..errors import HasthookError
-from ..units import parse_duration
+from . import duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,10 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    try:
-        delay = parse_duration(args.delay)
-    except ValueError as e:
-        raise HasthookError(f"recover: --delay: {e}", sysexits.EX_USAGE) from None
+    delay = duration("--delay", args.delay)
     from ..actions.recover import publisher
     from ..tools.recover import Recoverer
 

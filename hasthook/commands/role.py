@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import sysexits
-from ..errors import HasthookError
 from ..tools import role as tool
-from ..units import parse_duration
+from . import duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,10 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, app) -> int:
-    try:
-        wait = parse_duration(args.wait)
-    except ValueError as e:
-        raise HasthookError(f"--wait: {e}", sysexits.EX_USAGE) from None
+    wait = duration("--wait", args.wait)
     return tool.set_role(args.role, args.resources, app.hastctl, app.settings, app.log,
                          wait, args.dry_run, say=lambda msg: print(msg, file=sys.stderr,
                                                                    flush=True))

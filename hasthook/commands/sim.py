@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import sysexits
 from ..errors import HasthookError, UsageError
-from ..units import parse_duration
+from . import duration
 
 WAIT = "300"  # seconds for the hooks a step fires: a loaded machine is slow, not broken
 
@@ -141,10 +141,7 @@ def run(args: argparse.Namespace, app) -> int:  # noqa: ARG001 - the pair is its
 
 
 def _seconds(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"--wait: {e}") from None
+    return duration("--wait", text)
 
 
 def _hook_file(args: argparse.Namespace) -> str | None:
