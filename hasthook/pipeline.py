@@ -259,7 +259,8 @@ class Pipeline:
         hooks race) are hastd restarting R: both halves get cause restart, and a message
         about the first still waiting in the outbox gives way to this one's, so one
         message tells the restart. A `connect` with no `disconnect` since the last one is
-        a primary worker restarted: cause reconnect (it ends nothing).
+        a primary worker restarted: cause reconnect (it ends nothing), taken back when
+        the disconnect before it turns up late.
         """
         from .event import RECONNECT, RESTART, RESTART_WINDOW
 
@@ -277,6 +278,11 @@ class Pipeline:
             last = self.store.last_event(ev.resource, ("connect", "disconnect"), host=ev.host)
             if last is not None and last["event"] == "connect":
                 ev.cause = RECONNECT
+        elif ev.event == "disconnect":
+            # A connect just after this disconnect, recorded first (their hooks raced),
+            # was taken for a reconnect: it was not.
+            self.store.clear_cause(db, ev.resource, ev.host, "connect", RECONNECT, ev.time,
+                                   ev.time + RESTART_WINDOW)
 
     def run(self, h: Handled) -> Handled:
         """Run the jobs (after the commit) and store what came of them."""

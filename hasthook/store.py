@@ -351,6 +351,13 @@ class Store:
     def set_cause(self, db: sqlite3.Connection, event_id: int, cause: str) -> None:
         db.execute("UPDATE events SET cause = ? WHERE id = ?", (cause, event_id))
 
+    def clear_cause(self, db: sqlite3.Connection, resource: str, host: str, event: str,
+                    cause: str, after: float, until: float) -> None:
+        """Take a cause read from the history back from the events it no longer fits."""
+        db.execute("UPDATE events SET cause = NULL WHERE resource = ? AND host = ? AND "
+                   "event = ? AND cause = ? AND time > ? AND time <= ?",
+                   (resource, host, event, cause, after, until))
+
     def outbox_drop_pending(self, db: sqlite3.Connection, resource: str,
                             event_id: int) -> int:
         """Drop the messages about an event not sent yet (a later one tells it instead)."""

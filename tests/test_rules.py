@@ -478,3 +478,18 @@ def test_connect_after_connect_is_a_reconnect_and_ends_nothing(pipeline):
     assert [c[3] for c in causes(pipeline.store)] == [None, None, None, "reconnect"]
     kinds = [r[0] for r in pipeline.store.db.execute("SELECT kind FROM outbox ORDER BY id")]
     assert kinds == ["alert", "resolved"]
+
+
+def test_a_connect_recorded_before_its_disconnect_is_not_left_a_reconnect(pipeline):
+    """hastd runs the two hooks a moment apart; the connect's may record first."""
+    cfg = from_data({"rules": []})
+    pipeline(cfg, event("connect shared1", t=1000.0))
+    pipeline(cfg, event("connect shared1", t=1020.3))     # its hook won the race
+    pipeline(cfg, event("disconnect shared1", t=1020.0))  # ... this one's lost it
+    pipeline(cfg, event("connect shared2", t=1000.0))
+    pipeline(cfg, event("connect shared2", t=1020.3))     # another resource: untouched
+    pipeline(cfg, event("disconnect shared1", t=1100.0))  # long after: untouched
+    rows = {(r["resource"], r["event"], r["time"]): r["cause"]
+            for r in pipeline.store.history(limit=10)}
+    assert rows[("shared1", "connect", 1020.3)] is None
+    assert rows[("shared2", "connect", 1020.3)] == "reconnect"
