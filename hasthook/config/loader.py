@@ -298,6 +298,18 @@ def _state_dir_hint(text: str) -> str:
     return m.group(1) if m else Settings.state_dir
 
 
+def state_dir_hint(explicit: str | None = None) -> str:
+    """The state dir the rules file names, read without YAML and without waiting for
+    anything: where hasthook-exec takes its turn (hasthook/turns.py) before the config
+    is loaded, which may wait for another hook to validate an edit."""
+    path, _ = find(explicit)
+    try:
+        with open(path, "rb") as f:
+            return _state_dir_hint(f.read(MAX_CHARS).decode("utf-8", "replace"))
+    except OSError:
+        return Settings.state_dir
+
+
 def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
     saved, _ = _read_json_why(state_dir, name)
     return saved
@@ -396,22 +408,22 @@ def _load_for_hook(explicit: str | None = None, wait: float = 10.0
     from ..proc import FileLock
 
     lock = None
-    try:
-        trust.state_dir(state_dir)
-        lock = FileLock(os.path.join(state_dir, "config.lock"))
-        if not lock.acquire(wait=wait):
-            saved = read_last_good(state_dir)
-            if saved:  # another hook is still validating the edit: run on what was good
-                cfg = from_data(saved["data"], path)
-                cfg.origin = "last-good"
-                return cfg, None
-        else:
-            found = _cached(path, state_dir, source, exact)  # validated while we waited
-            if found is not None:
-                return found
-    except (OSError, trust.Untrusted):
-        pass  # no lock to be had: validate anyway (and cache nothing there)
-    try:
+    try:  # the lock is dropped on every way out: a hook holding it holds up every other
+        try:
+            trust.state_dir(state_dir)
+            lock = FileLock(os.path.join(state_dir, "config.lock"))
+            if not lock.acquire(wait=wait):
+                saved = read_last_good(state_dir)
+                if saved:  # another hook is still validating the edit: run on what was good
+                    cfg = from_data(saved["data"], path)
+                    cfg.origin = "last-good"
+                    return cfg, None
+            else:
+                found = _cached(path, state_dir, source, exact)  # validated while we waited
+                if found is not None:
+                    return found
+        except (OSError, trust.Untrusted):
+            pass  # no lock to be had: validate anyway (and cache nothing there)
         return _validate(path, state_dir, source, exact)
     finally:
         if lock is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -149,6 +150,35 @@ def test_broken_file_without_a_good_copy_keeps_its_state_dir(write_config, tmp_p
     cfg, error = load_for_hook(str(path))
     assert cfg.origin == "defaults" and cfg.rules == [] and error
     assert cfg.settings.state_dir == str(tmp_path / "state")
+
+
+def test_a_hook_that_waited_for_another_to_validate_lets_go_of_the_lock(write_config,
+                                                                       tmp_path):
+    """Held for the rest of its run, every later hook of a burst after an edit would
+    wait in line for the one before it to exit."""
+    import threading
+
+    from hasthook.proc import FileLock
+
+    path, state = write_config(GOOD), tmp_path / "state"
+    state.mkdir(mode=0o700)
+    lock = FileLock(str(state / "config.lock"))
+    assert lock.acquire(wait=False)  # "another hook" is validating the edit
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(load_for_hook(str(path), wait=60)))
+    waiter.start()
+    config._validate(str(path), str(state), os.path.abspath(path), path.read_text())
+    lock.close()  # the edit is validated and cached when it lets go
+    waiter.join(60)
+    assert got[0][0].origin == "cache"
+    again = FileLock(str(state / "config.lock"))
+    assert again.acquire(wait=False), "config.lock still held by a hook that is done with it"
+    again.close()
+
+
+def test_the_state_dir_is_known_before_the_config_is_loaded(write_config, tmp_path):
+    assert config.state_dir_hint(str(write_config(GOOD))) == str(tmp_path / "state")
+    assert config.state_dir_hint(str(tmp_path / "missing.yaml")) == config.Settings.state_dir
 
 
 @pytest.mark.parametrize("text,hint", [
