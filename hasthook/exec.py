@@ -22,9 +22,11 @@ from . import sysexits
 from .errors import TimeBox, UsageError
 from .event import classify
 
+STARTED = time.time()  # when hastd started this hook: the event's time and its turn
 TYPE_CHECKING = False  # typing is not imported at run time: hasthook-exec starts faster
 if TYPE_CHECKING:
     from .log import Log
+    from .turns import Turn
 
 USAGE = """\
 usage: hasthook-exec EVENT RESOURCE [OLDROLE NEWROLE]
@@ -58,18 +60,37 @@ def argv_text(argv: list[str]) -> list[str]:
     return out
 
 
-def run(argv: list[str], config_path: str | None = None) -> int:
+def run(argv: list[str], config_path: str | None = None, fired: float | None = None
+        ) -> int:
     """Handle one event; returns the exit status. Raises nothing but TimeBox."""
-    from .config import load_for_hook
-    from .config.settings import HASTCTL_SHARE, Settings
-    from .log import Log
+    from . import turns
+    from .config import state_dir_hint
+    from .config.settings import Settings
 
+    fired = time.time() if fired is None else fired
     # Reading the config counts inside the time box: until it says otherwise, the
     # default box; a hook waiting for another to validate an edit waits a third of it.
     started = time.monotonic()
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, Settings.hook_timeout)
     argv = argv_text(argv)
+    # The turn first, before anything that may wait (the config lock, hastctl), so a
+    # later hook of this resource finds it. The resource is argv[1] in every call hastd
+    # makes; a malformed call is refused below and its turn released.
+    turn = turns.take(state_dir_hint(config_path), argv[1], fired) if len(argv) > 1 else None
+    try:
+        return _handle(argv, config_path, fired, started, turn)
+    finally:
+        if turn is not None:
+            turn.release()
+
+
+def _handle(argv: list[str], config_path: str | None, fired: float, started: float,
+            turn: Turn | None) -> int:
+    from .config import load_for_hook
+    from .config.settings import HASTCTL_SHARE, Settings
+    from .log import Log
+
     cfg, config_error = load_for_hook(config_path, wait=Settings.hook_timeout / HASTCTL_SHARE)
     settings = cfg.settings
     box = max(0.001, settings.hook_timeout - (time.monotonic() - started))
@@ -85,7 +106,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
             "running on the last good copy" if cfg.origin == "last-good"
             else "no good copy yet: running on the built-in defaults"))
     try:
-        ev = classify(argv, cfg.hostname)
+        ev = classify(argv, cfg.hostname, now=fired)
     except UsageError as e:
         log.error(f"malformed call {json.dumps(argv)}: {e}")
         return sysexits.EX_USAGE
@@ -106,7 +127,7 @@ def run(argv: list[str], config_path: str | None = None) -> int:
 
     from .pipeline import hook
 
-    return hook(ev, cfg, log, box, config_error)
+    return hook(ev, cfg, log, box, config_error, turn=turn)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args in (["--help"], ["-h"], ["--version"]):
         return _self_description(args[0], argv is None)
     try:
-        code = run(args)
+        code = run(args, fired=STARTED if argv is None else None)
     except TimeBox:
         code = sysexits.EX_OK
         _last_words("hook time box reached; pending work stays queued", "warning")

@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from .log import Levels
     from .rules import Match
     from .store import Store
+    from .turns import Turn
 
 # Seconds of the time box kept for spooling when the database is locked.
 SPOOL_MARGIN = 5.0
+TURN_SHARE = 3  # a hook waits for earlier ones of its resource a third of its box at most
 PRUNE_EVERY = 3600.0  # retention does real work at most this often
 # hasthook's own alerts about its config: each problem at most hourly (rule state).
 CONFIG_ERROR_RULE = {"name": "(config-error)", "repeat_interval": "1h"}
@@ -435,10 +437,15 @@ class Pipeline:
                           f"saying so cannot be queued: {type(e).__name__}: {e}")
 
 
-def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | None = None
-         ) -> int:
+def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | None = None,
+         turn: Turn | None = None) -> int:
     """hastd's event through the pipeline, durably: recorded (or spooled when the database
-    cannot take it), evaluated, acted on, delivered. Returns the exit status."""
+    cannot take it), evaluated, acted on, delivered. Returns the exit status.
+
+    With a turn (hasthook/turns.py), the earlier hooks of the resource record first;
+    it is released once this event is recorded or spooled."""
+    import time
+
     from . import spool, sysexits
     from .store import Store, damaged
 
@@ -452,6 +459,14 @@ def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | No
     from . import rules, silences  # noqa: F401
     from .actions import notify  # noqa: F401
 
+    ahead = turn.ahead() if turn is not None else []
+    if turn is not None and ahead:
+        log.info(f"[{ev.resource}] {ev.event}: waiting for {len(ahead)} earlier hook(s) of "
+                 "this resource to record first")
+        late = turn.wait(ahead, time.monotonic() + max(0.0, box - SPOOL_MARGIN) / TURN_SHARE)
+        if late:
+            log.warning(f"[{ev.resource}] {ev.event}: {len(late)} earlier hook(s) of it "
+                        "still running; recorded before them")
     notice = None
     for attempt in (1, 2):
         try:
@@ -474,6 +489,8 @@ def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | No
                      f"{type(e).__name__}: {e}; "
                      + (f"spooled for later in {saved}" if saved else "EVENT NOT SAVED"))
             return sysexits.EX_OK if saved else sysexits.EX_CANTCREAT
+    if turn is not None:
+        turn.release()  # recorded: the next hook of the resource may record
     p.run(h)
     try:
         p.reap_recoveries()

@@ -36,7 +36,7 @@ def fake_hastctl(tmp_path, body: str):
     [], ["connect"], ["role", "shared1", "init"], ["role", "shared1", "boss", "primary"],
     ["disconnect", "shared1", "extra"],
 ])
-def test_malformed_call_exits_64_and_logs_raw_argv(write_config, syslog, argv):
+def test_malformed_call_exits_64_and_logs_raw_argv(write_config, syslog, argv, tmp_path):
     cfg = write_config(hastctl="/nonexistent/hastctl")
     r = hook(cfg, *argv)
     assert r.returncode == 64
@@ -44,6 +44,7 @@ def test_malformed_call_exits_64_and_logs_raw_argv(write_config, syslog, argv):
     line = syslog.wait_for("malformed call")
     assert json.dumps(argv) in line
     assert history(cfg) == []
+    assert list((tmp_path / "state").glob("turns/*")) == []  # its turn, if any, let go
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "--version"])
@@ -117,6 +118,8 @@ def test_state_dir_and_database_modes(write_config, tmp_path):
     state = tmp_path / "state"
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(state / "hasthook.db").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(state / "turns").st_mode) == 0o700
+    assert os.listdir(state / "turns") == []  # the hook's turn ended with it
     db = sqlite3.connect(state / "hasthook.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -480,6 +480,19 @@ class SimNode:
         """Make `hastctl COMMAND` ("*" for all) sleep this long before answering."""
         self._fault("hang", command, seconds)
 
+    def hold(self, command: str) -> None:
+        """Make the next `hastctl COMMAND` wait, once it has started, until let_go():
+        a hook that is slow at a chosen moment, for tests of what runs meanwhile."""
+        self._fault("hold", command, "armed")
+
+    def holding(self, command: str) -> bool:
+        """True while a `hastctl COMMAND` waits on hold()."""
+        return self.store.read()["faults"]["hold"].get(command) == "holding"
+
+    def let_go(self, command: str) -> None:
+        """End hold(COMMAND): a call waiting on it goes on."""
+        self._fault("hold", command, None)
+
     def garbage(self, command: str, text: str) -> None:
         """Make `hastctl COMMAND` print this text instead of its output, exit 0."""
         self._fault("garbage", command, text)
@@ -759,7 +772,7 @@ class SimNode:
 
 def _no_faults() -> dict[str, dict[str, Any]]:
     return {"hang": {}, "garbage": {}, "create": {}, "role": {}, "status": {}, "dump": {},
-            "promote": {}}
+            "promote": {}, "hold": {}}
 
 
 def _fire(store: NodeStore, st: dict[str, Any], *words: str) -> None:

@@ -370,6 +370,7 @@ def _run(store: NodeStore, args: list[str], out: _Out) -> int:
     if cmd in ("create", "role") and not rest:
         raise _usage(out)
 
+    _hold(store, cmd)
     faults = store.read()["faults"]
     hang = faults["hang"].get(cmd, faults["hang"].get("*"))
     if hang:
@@ -403,6 +404,18 @@ def _promote_after(store: NodeStore, args: list[str]) -> None:
         del faults[" ".join(args)]
         if st["resources"].get(hit["res"]) is not None and store.hastd_up(st):
             store.change_role(st, hit["res"], "primary")
+
+
+def _hold(store: NodeStore, cmd: str, limit: float = 300.0) -> None:
+    """SimNode.hold(): the first call after it waits until let_go() (or `limit`)."""
+    with store.locked() as st:
+        holds = st["faults"].setdefault("hold", {})
+        if holds.get(cmd) != "armed":
+            return
+        holds[cmd] = "holding"
+    deadline = time.monotonic() + limit
+    while store.read()["faults"]["hold"].get(cmd) == "holding" and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def main(argv: Sequence[str] | None = None, node_dir: str | os.PathLike[str] | None = None,
