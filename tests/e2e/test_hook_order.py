@@ -8,17 +8,12 @@ resolves the alert the disconnect raised, as it would have with no race.
 
 from __future__ import annotations
 
-import pytest
+import test_recover_sim
 from receivers import wait_until
-from test_recover_sim import RES, Pair
+from test_recover_sim import RES
 from test_restart_cause import flush, titles
 
-
-@pytest.fixture
-def pair(tmp_path, http):
-    p = Pair(tmp_path, http)
-    yield p
-    p.close()
+pair = test_recover_sim.pair  # the fixture: two nodes whose hooks are hasthook-exec
 
 
 def test_a_fast_connect_waits_for_the_slow_disconnect_before_it(pair):

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import re
 
-import pytest
+import test_recover_sim
 from conftest import command, run_cmd
 from receivers import wait_until
-from test_recover_sim import RES, Pair
+from test_recover_sim import RES
 
 from hasthook.sim.driver import WORKER_RESTART
 
-
-@pytest.fixture
-def pair(tmp_path, http):
-    p = Pair(tmp_path, http)
-    yield p
-    p.close()
+pair = test_recover_sim.pair  # the fixture: two nodes whose hooks are hasthook-exec
 
 
 def titles(messages):
