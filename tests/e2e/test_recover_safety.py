@@ -150,9 +150,9 @@ def test_a_recovery_killed_mid_way_is_told_once(node, tmp_path):
     assert len(interrupted()) == 1
 
 
-def test_the_next_flush_queues_one_interrupted_alert_and_the_second_none(node):
+def kill_mid_recovery(node):
     """`hasthook recover` killed between `role init` and `create` on a node wiring no
-    hook: nothing else notices, so the next flush must; a second flush stays quiet."""
+    hook: nothing else notices but the next flush or status."""
     node.hang("create", 60)
     rec = subprocess.Popen([command("hasthook"), "recover", RES, "--delay", "0", "-c",
                             str(node.cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -163,14 +163,30 @@ def test_the_next_flush_queues_one_interrupted_alert_and_the_second_none(node):
     kill_create(node)
     node.clear_faults()
 
-    def queued():
-        r = hasthook(node, "queue", "--json", "--sent")
-        return [m for m in json.loads(r.stdout) if "interrupted" in m["title"]]
 
-    assert queued() == []
+def queued(node):
+    r = hasthook(node, "queue", "--json", "--sent")
+    return [m for m in json.loads(r.stdout) if "interrupted" in m["title"]]
+
+
+def test_the_next_flush_queues_one_interrupted_alert_and_the_second_none(node):
+    kill_mid_recovery(node)
+    assert queued(node) == []
     hasthook(node, "flush")
-    [alert] = queued()
+    [alert] = queued(node)
     assert alert["severity"] == "critical" and "after role init" in alert["title"]
     hasthook(node, "flush")
-    assert len(queued()) == 1
+    assert len(queued(node)) == 1
     assert node.role(RES) == "init"
+
+
+def test_status_alone_tells_an_interrupted_recovery(node):
+    """status opens the history read-only; telling the recovery writes to it."""
+    kill_mid_recovery(node)
+    r = hasthook(node, "status")
+    assert r.returncode in (0, 1), r.stderr
+    assert r.stderr == ""
+    [alert] = queued(node)
+    assert alert["severity"] == "critical" and "after role init" in alert["title"]
+    assert hasthook(node, "status").returncode in (0, 1)
+    assert len(queued(node)) == 1
