@@ -127,7 +127,7 @@ def _handle(argv: list[str], config_path: str | None, fired: float, started: flo
 
     from .pipeline import hook
 
-    return hook(ev, cfg, log, box, config_error, turn=turn)
+    return hook(ev, cfg, log, started + settings.hook_timeout, config_error, turn=turn)
 
 
 def main(argv: list[str] | None = None) -> int:

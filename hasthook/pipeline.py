@@ -437,36 +437,36 @@ class Pipeline:
                           f"saying so cannot be queued: {type(e).__name__}: {e}")
 
 
-def hook(ev: Event, cfg: Config, log: Levels, box: float, config_error: str | None = None,
-         turn: Turn | None = None) -> int:
+def hook(ev: Event, cfg: Config, log: Levels, deadline: float,
+         config_error: str | None = None, turn: Turn | None = None) -> int:
     """hastd's event through the pipeline, durably: recorded (or spooled when the database
-    cannot take it), evaluated, acted on, delivered. Returns the exit status.
+    cannot take it), evaluated, acted on, delivered, before `deadline` (time.monotonic(),
+    the end of the hook's time box). Returns the exit status.
 
     With a turn (hasthook/turns.py), the earlier hooks of the resource record first;
     it is released once this event is recorded or spooled."""
     import time
 
-    from . import spool, sysexits
-    from .store import Store, damaged
-
-    # A locked database is waited for as long as the time box allows, less the time to
-    # spool: a spooled event is recorded later, but no rule ever acts on it.
-    store = Store(cfg.settings.state_dir, busy_timeout=max(1.0, box - SPOOL_MARGIN))
-    p = Pipeline(cfg, store, log)
     # What evaluate() uses, imported before the write lock is taken: importing inside
     # the transaction held the lock ten times longer (35 ms, not 3), and in a burst of
     # 200 hooks some waited past the busy timeout and were spooled, not acted on.
-    from . import rules, silences  # noqa: F401
+    from . import rules, silences, spool, sysexits  # noqa: F401
     from .actions import notify  # noqa: F401
+    from .store import Store, damaged
 
-    ahead = turn.ahead() if turn is not None else []
-    if turn is not None and ahead:
+    if turn is not None and (ahead := turn.ahead()):
         log.info(f"[{ev.resource}] {ev.event}: waiting for {len(ahead)} earlier hook(s) of "
                  "this resource to record first")
-        late = turn.wait(ahead, time.monotonic() + max(0.0, box - SPOOL_MARGIN) / TURN_SHARE)
+        share = max(0.0, deadline - time.monotonic() - SPOOL_MARGIN) / TURN_SHARE
+        late = turn.wait(ahead, time.monotonic() + share)
         if late:
             log.warning(f"[{ev.resource}] {ev.event}: {len(late)} earlier hook(s) of it "
                         "still running; recorded before them")
+    # A locked database is waited for as long as what is left of the time box allows,
+    # less the time to spool: a spooled event is recorded later, but no rule acts on it.
+    store = Store(cfg.settings.state_dir,
+                  busy_timeout=max(1.0, deadline - time.monotonic() - SPOOL_MARGIN))
+    p = Pipeline(cfg, store, log)
     notice = None
     for attempt in (1, 2):
         try:
