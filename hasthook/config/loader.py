@@ -317,8 +317,16 @@ def _read_json(state_dir: str, name: str) -> dict[str, Any] | None:
 
 def _read_json_why(state_dir: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
     """A record of the state dir (never through a symlink): (record, None), (None, None)
-    when there is none or it is damaged, (None, why) when it cannot be read from here."""
+    when there is none or it is damaged, (None, why) when it cannot be read from here.
+    A state dir others could write to is not read at all: what a record there says,
+    root would run."""
+    from .. import trust
+
     path = os.path.join(state_dir, name)
+    try:
+        trust.state_dir(state_dir, create=False)
+    except trust.Untrusted:
+        return None, None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding="utf-8") as f:

@@ -176,6 +176,20 @@ def test_a_hook_that_waited_for_another_to_validate_lets_go_of_the_lock(write_co
     again.close()
 
 
+def test_a_last_good_copy_planted_in_a_state_dir_others_can_write_is_not_read(
+        write_config, tmp_path):
+    path, state = write_config(GOOD), tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    planted = {**GOOD, "rules": [{"name": "planted", "match": {"event": "split-brain"},
+                                  "actions": [{"command": ["/bin/sh", "-c", "id"]}]}]}
+    (state / config.LKG_NAME).write_text(json.dumps({
+        "source": os.path.abspath(path), "text": path.read_text(), "data": planted}))
+    cfg, _ = load_for_hook(str(path))
+    assert [r["name"] for r in cfg.rules] == ["sb"] and cfg.origin == "file"
+    assert config.read_last_good(str(state)) is None
+
+
 def test_the_state_dir_is_known_before_the_config_is_loaded(write_config, tmp_path):
     assert config.state_dir_hint(str(write_config(GOOD))) == str(tmp_path / "state")
     assert config.state_dir_hint(str(tmp_path / "missing.yaml")) == config.Settings.state_dir
