@@ -25,7 +25,9 @@ class Untrusted(HasthookError):
     status = sysexits.EX_NOPERM
 
 
-def _owner_and_mode(p: str, st: os.stat_result, sticky_ok: bool) -> str | None:
+def owner_and_mode(p: str, st: os.stat_result, sticky_ok: bool) -> str | None:
+    """Why `p` (already stat'ed) fails the trust rule by itself, or None; `sticky_ok`: a
+    sticky directory others may write to (/tmp) passes."""
     if st.st_uid not in (0, os.geteuid()):
         return f"{p} is owned by uid {st.st_uid}, not root"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
@@ -47,7 +49,7 @@ def problem(path: str, chain: bool = True) -> str | None:
             st = os.stat(p)
         except OSError as e:
             return f"{p}: {e.strerror}"
-        why = _owner_and_mode(p, st, sticky_ok=i > 1)
+        why = owner_and_mode(p, st, sticky_ok=i > 1)
         if why:
             return why
     return None
@@ -89,7 +91,7 @@ def state_dir(path: str, create: bool = True) -> str:
     elif not stat.S_ISDIR(st.st_mode):
         why = f"{full} is not a directory"
     else:
-        why = _owner_and_mode(full, st, sticky_ok=False) or problem(full)
+        why = owner_and_mode(full, st, sticky_ok=False) or problem(full)
     if why:
         raise Untrusted(f"state dir refused: {why}; make it a directory owned by root, "
                         f"mode 0700 (or remove it: hasthook makes it)")

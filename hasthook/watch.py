@@ -351,6 +351,7 @@ def run_pass(cfg: Config, store: Store, log: Levels, hastctl: Hastctl | None = N
 def write_metrics(cfg: Config, store: Store, hastctl: Hastctl, log: Levels,
                   obs: Observation) -> str:
     """settings.metrics_textfile from this pass's `hastctl list` (not a second one)."""
+    from . import trust
     from .tools import metrics
 
     path = cfg.settings.metrics_textfile
@@ -364,6 +365,9 @@ def write_metrics(cfg: Config, store: Store, hastctl: Hastctl, log: Levels,
         why = f"cannot write {path}: {e.strerror or e}"
         log.error(f"watch: {why}")
         return why
+    except trust.Untrusted as e:  # the pass, and its heartbeat, go on
+        log.error(f"watch: {e}")
+        return str(e)
     return "ok"
 
 

@@ -208,10 +208,8 @@ def write_textfile(path: str, text: str) -> None:
     why = None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         why = f"{d} is not a directory"
-    elif st.st_uid not in (0, os.geteuid()):
-        why = f"{d} is owned by uid {st.st_uid}, not root"
-    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        why = f"{d} is writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
+    else:
+        why = trust.owner_and_mode(d, st, sticky_ok=True)
     if why:
         raise trust.Untrusted(f"refused to write {path}: {why}: another user could swap "
                               "the file root writes; use a directory only root can write, "

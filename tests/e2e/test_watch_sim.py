@@ -240,8 +240,27 @@ def test_heartbeat_one_get_per_completed_pass_none_when_the_pass_failed(watched,
     r = run_cmd(command("hasthook"), "watch", "-q", "-c", str(broken))
     assert r.returncode == 74 and "hasthook.db" in r.stderr, r
     assert len(w.sink.received("/ping/")) == 3
-    # The secret part of the URL never reaches syslog.
-    assert "s3cr3t" not in json.dumps(w.log.lines)
+    # A ping that fails is logged, and the secret part of the URL is not.
+    w.sink.status = 500
+    p = run_pass(w.cfg, w.store, w.log, now=w.t0 + w.cluster.now)
+    assert p.heartbeat.startswith(f"heartbeat to http://{w.sink.base}/")
+    assert any(p.heartbeat in m for _, m in w.log.lines)
+    assert "s3cr3t" not in json.dumps(w.log.lines) + p.heartbeat
+
+
+def test_a_metrics_directory_others_can_write_is_refused_and_the_pass_goes_on(watched,
+                                                                              tmp_path):
+    w = watched
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    cfg = w.cfg.replace(settings=w.cfg.settings.replace(
+        metrics_textfile=str(d / "hasthook.prom")))
+    before = len(w.sink.received("/ping/"))
+    p = run_pass(cfg, w.store, w.log, now=w.t0 + w.cluster.now)
+    assert "writable by group or other" in p.metrics and str(d) in p.metrics
+    assert p.heartbeat == "ok" and len(w.sink.received("/ping/")) == before + 1
+    assert not (d / "hasthook.prom").exists()
 
 
 def test_a_heartbeat_receiver_that_hangs_does_not_hold_the_pass(watched, tmp_path):
