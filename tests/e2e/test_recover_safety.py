@@ -13,13 +13,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 from conftest import command, run_cmd
 from receivers import HttpSink, wait_until
 
 from hasthook.sim.driver import SimNode
+from hasthook.tools.recover import resource_lock
 
 RES = "shared1"
 
@@ -41,6 +41,18 @@ def node(tmp_path, write_config):
 
 def hasthook(node: SimNode, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return run_cmd(command("hasthook"), *args, "-c", str(node.cfg), timeout=timeout)
+
+
+def open_files(pid: int) -> set[str]:
+    """What the process has open now (nothing once it is gone)."""
+    fds = f"/proc/{pid}/fd"
+    out = set()
+    try:
+        for fd in os.listdir(fds):
+            out.add(os.readlink(os.path.join(fds, fd)))
+    except OSError:
+        pass
+    return out
 
 
 def kill_create(node: SimNode) -> None:
@@ -91,22 +103,27 @@ def test_a_failed_step_never_demotes_a_primary(node):
     assert "left as it is" in r.stderr
 
 
-def test_role_primary_during_a_recovery_waits_or_fails_but_never_races_it(node):
-    node.hang("create", 4)  # the recovery is mid-way while `hasthook role` runs
+def test_role_primary_during_a_recovery_waits_or_fails_but_never_races_it(node, tmp_path):
+    node.hold("create")  # the recovery is mid-way while `hasthook role` runs
     pidfile = node.pidfile
     assert pidfile.exists()
     rec = subprocess.Popen([command("hasthook"), "recover", RES, "--delay", "0", "-c",
                             str(node.cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until(lambda: ["create", RES] in node.calls(), what="the recovery's create")
+    wait_until(lambda: node.holding("create"), what="the recovery's create")
     r = hasthook(node, "role", "primary", RES, "--wait", "0.5")
     assert rec.poll() is None  # the recovery was still changing the resource ...
     assert r.returncode == 75 and "a recovery is changing it" in r.stderr  # ... so: no
     assert ["role", "primary", RES] not in node.calls()
-    t0 = time.monotonic()
-    waiting = hasthook(node, "role", "primary", RES, "--wait", "60")  # waits its turn
+    waiting = subprocess.Popen([command("hasthook"), "role", "primary", RES, "--wait", "60",
+                                "-c", str(node.cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # waits its turn
+    lock = resource_lock(str(tmp_path / "state"), RES).path
+    wait_until(lambda: lock in open_files(waiting.pid), what="`role` at the lock")
+    assert waiting.poll() is None  # at the lock the recovery holds: it waits
+    node.let_go("create")
     assert rec.wait(60) == 0
-    assert waiting.returncode == 0, waiting.stderr
-    assert time.monotonic() - t0 > 1  # it waited for the create to finish
+    _, err = waiting.communicate(timeout=90)
+    assert waiting.returncode == 0, err
     calls = node.calls()
     assert calls.index(["role", "primary", RES]) > calls.index(["role", "secondary", RES])
 
