@@ -882,10 +882,10 @@ class Store:
         """
         resolvers = resolvers or {}
         gone = 0
+        # An alert kind's events after its last resolver are an open condition.
+        keep = " AND NOT (event = ? AND id > ?)" * len(resolvers)
         with self.transaction() as db:
             for res, host in self.places():
-                # An alert kind's events after its last resolver are an open condition.
-                keep = " AND NOT (event = ? AND id > ?)" * len(resolvers)
                 args: list[Any] = [res, host, older_than]
                 for kind, ends in resolvers.items():
                     after = db.execute(
@@ -895,13 +895,11 @@ class Store:
                     args += [kind, after]
                 gone += db.execute("DELETE FROM events WHERE resource = ? AND host = ? AND "
                                    f"time < ?{keep}", args).rowcount
-                last = db.execute("SELECT MAX(id), MAX(time) FROM events WHERE resource = ? "
-                                  "AND host = ?", (res, host)).fetchone()
-                if last[0] is None:
+                if db.execute("SELECT 1 FROM events WHERE resource = ? AND host = ? LIMIT 1",
+                              (res, host)).fetchone() is None:
                     db.execute("DELETE FROM places WHERE resource = ? AND host = ?", (res, host))
             db.execute("DELETE FROM recoveries WHERE started < ? AND state != 'running'",
-                       (min(older_than, guard_since if guard_since is not None
-                            else older_than),))
+                       (older_than if guard_since is None else min(older_than, guard_since),))
             db.execute("DELETE FROM silences WHERE ends < ?", (older_than,))
             db.execute("DELETE FROM outbox WHERE created < ? AND state IN ('sent', 'dead') "
                        "AND NOT (kind = 'alert' AND event_id IS NOT NULL "
