@@ -47,19 +47,18 @@ def _param(part: str) -> str:
     return f"{key}{sep}{value}"
 
 
-def text(s: str, urls: Iterable[tuple[str, str | None]]) -> str:
-    """Remove from `s` every part of each (url, shown form) the shown form hides; shown
-    None: url(raw)."""
+def text(s: str, urls: Iterable[tuple[str, str]]) -> str:
+    """Remove from `s` every part of each (url, shown form) the shown form hides."""
     from urllib.parse import quote, unquote
 
     for raw, shown in urls:
-        shown_u = unquote(url(raw) if shown is None else shown)
+        shown_u = unquote(shown)
         for part in sorted(set(_URL_PARTS.findall(raw)), key=len, reverse=True):
             plain = unquote(part)
             if len(plain) < 3 or plain in shown_u:
                 continue
             for form in sorted({part, plain, quote(plain, safe="")}, key=len, reverse=True):
-                s = s.replace(form, "****")
+                s = s.replace(form, HIDDEN)
     return s
 
 

@@ -36,14 +36,13 @@ def owner_and_mode(p: str, st: os.stat_result, sticky_ok: bool) -> str | None:
     return None
 
 
-def problem(path: str, chain: bool = True) -> str | None:
-    """Why `path` (after symlinks) fails the trust rule, or None. `chain`: every
-    directory above it too, a sticky one (/tmp) allowed but for its own."""
+def problem(path: str) -> str | None:
+    """Why `path` (after symlinks) fails the trust rule, or None: it and every directory
+    above it, a sticky one (/tmp) allowed but for its own."""
     full = os.path.realpath(path)
     dirs = [os.path.dirname(full)]
-    if chain:
-        while dirs[-1] != "/":
-            dirs.append(os.path.dirname(dirs[-1]))
+    while dirs[-1] != "/":
+        dirs.append(os.path.dirname(dirs[-1]))
     for i, p in enumerate((full, *dirs)):
         try:
             st = os.stat(p)

@@ -403,8 +403,7 @@ def _load_for_hook(explicit: str | None = None, wait: float = 10.0
             cfg = from_data({}, None)
             cfg.origin = "defaults"  # no file: nothing to validate
             return cfg, None
-        return _fallback(path, Settings.state_dir, None,
-                         f"{path}: {e.strerror}")
+        return _fallback(path, Settings.state_dir, f"{path}: {e.strerror}")
     # The cache is keyed by the file's exact text (any bytes, kept by surrogateescape):
     # comparing a few KB costs nothing, where hashlib costs loading OpenSSL.
     source, exact = os.path.abspath(path), raw.decode("utf-8", "surrogateescape")
@@ -468,7 +467,7 @@ def _validate(path: str, state_dir: str, source: str, exact: str
         if errors:
             raise _error(errors)
     except ConfigError as e:
-        cfg, error = _fallback(path, state_dir, None, str(e), data.get("settings"))
+        cfg, error = _fallback(path, state_dir, str(e), data.get("settings"))
         try:
             _save(state_dir, BAD_NAME, {"source": source, "text": exact, "error": error,
                                         "settings": cfg.data.get("settings")})
@@ -483,12 +482,12 @@ def _validate(path: str, state_dir: str, source: str, exact: str
     return cfg, None
 
 
-def _fallback(path: str, state_dir: str, saved: dict[str, Any] | None, error: str,
-              settings: Any = None) -> tuple[Config, str]:
+def _fallback(path: str, state_dir: str, error: str, settings: Any = None
+              ) -> tuple[Config, str]:
     """The last good copy; else the defaults, with the file's settings if they are valid."""
     from .schema import validate
 
-    saved = saved or read_last_good(state_dir)
+    saved = read_last_good(state_dir)
     if saved:
         cfg = from_data(saved["data"], path)
         cfg.origin = "last-good"
